@@ -1,0 +1,398 @@
+//! The database: one schema on two engines (SQLite embedded, PostgreSQL for
+//! production and several nodes), through sqlx's `Any` driver.
+//!
+//! Portable by construction: `$N` placeholders (both engines accept them),
+//! integers for times (unix milliseconds) and sizes, TEXT for JSON.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::domain::{AppId, Sha256Digest};
+use crate::runtime::{ComponentInfo, Limits};
+
+/// Which engine a [`Db`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A pool of connections to the platform's database, migrated on connect.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+/// The version of an app that users reach.
+#[derive(Debug, Clone)]
+pub struct ActiveVersion {
+    pub version: i64,
+    pub sha256: Sha256Digest,
+    pub limits: Option<Limits>,
+}
+
+/// A stored version of an app.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionRecord {
+    pub appid: AppId,
+    pub version: i64,
+    pub sha256: Sha256Digest,
+    pub size: i64,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    pub created_at: i64,
+}
+
+/// The usage record of one call.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallRecord {
+    pub id: String,
+    pub appid: AppId,
+    pub version: i64,
+    /// `request` or `event`.
+    pub entry: &'static str,
+    pub started_at: i64,
+    pub fuel_consumed: u64,
+    pub wall_time_us: u64,
+    pub peak_memory_bytes: u64,
+    pub host_calls: u64,
+    pub outcome: &'static str,
+    pub detail: Option<String>,
+    #[serde(skip)]
+    pub log: String,
+}
+
+/// A call's usage record as read back, with or without its log.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredCall {
+    pub id: String,
+    pub version: i64,
+    pub entry: String,
+    pub started_at: i64,
+    pub fuel_consumed: i64,
+    pub wall_time_us: i64,
+    pub peak_memory_bytes: i64,
+    pub host_calls: i64,
+    pub outcome: String,
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://path` or `postgres://...`), creating an
+    /// SQLite file if missing, and applies pending migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        install_default_drivers();
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Engine::Postgres
+        } else {
+            anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://...");
+        };
+        let mut options = AnyPoolOptions::new();
+        let url = match engine {
+            Engine::Sqlite => {
+                options = options.max_connections(8).after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                });
+                if url.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                }
+            }
+            Engine::Postgres => {
+                options = options.max_connections(16);
+                url.to_string()
+            }
+        };
+        let pool = options
+            .connect(&url)
+            .await
+            .with_context(|| format!("connecting to {}", redact(&url)))?;
+        let migrator = match engine {
+            Engine::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Engine::Postgres => sqlx::migrate!("migrations/postgres"),
+        };
+        migrator.run(&pool).await.context("applying migrations")?;
+        Ok(Db { pool, engine })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Stores an uploaded component (once per sha256) as the app's next
+    /// version, creating the app on its first upload, and makes it the
+    /// version users reach. Returns the new version number.
+    pub async fn add_version(
+        &self,
+        appid: &AppId,
+        digest: &Sha256Digest,
+        bytes: &[u8],
+        info: &ComponentInfo,
+    ) -> anyhow::Result<i64> {
+        let now = now_ms();
+        let sha = digest.to_string();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO components (sha256, size, bytes, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(&sha)
+        .bind(bytes.len() as i64)
+        .bind(bytes)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO apps (appid, created_at) VALUES ($1, $2) ON CONFLICT (appid) DO NOTHING",
+        )
+        .bind(appid.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        // One statement both numbers the version and locks the app's row, so
+        // concurrent uploads get distinct numbers on either engine.
+        let version: i64 = sqlx::query(
+            "UPDATE apps SET latest_version = latest_version + 1, active_version = latest_version + 1 \
+             WHERE appid = $1 RETURNING latest_version",
+        )
+        .bind(appid.as_str())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        sqlx::query(
+            "INSERT INTO versions (appid, version, sha256, imports, exports, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(appid.as_str())
+        .bind(version)
+        .bind(&sha)
+        .bind(serde_json::to_string(&info.imports)?)
+        .bind(serde_json::to_string(&info.exports)?)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    /// The version of `appid` that users reach, if the app exists and has one.
+    pub async fn active_version(&self, appid: &AppId) -> anyhow::Result<Option<ActiveVersion>> {
+        let row = sqlx::query(
+            "SELECT v.version, v.sha256, a.limits FROM apps a \
+             JOIN versions v ON v.appid = a.appid AND v.version = a.active_version \
+             WHERE a.appid = $1",
+        )
+        .bind(appid.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let sha: String = row.try_get(1)?;
+        let limits: Option<String> = row.try_get(2)?;
+        Ok(Some(ActiveVersion {
+            version: row.try_get(0)?,
+            sha256: sha.parse().map_err(anyhow::Error::msg)?,
+            limits: limits.map(|l| serde_json::from_str(&l)).transpose()?,
+        }))
+    }
+
+    /// The bytes of a stored component.
+    pub async fn component_bytes(&self, digest: &Sha256Digest) -> anyhow::Result<Vec<u8>> {
+        let row = sqlx::query("SELECT bytes FROM components WHERE sha256 = $1")
+            .bind(digest.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// The stored versions of an app, newest first.
+    pub async fn versions(&self, appid: &AppId) -> anyhow::Result<Vec<VersionRecord>> {
+        let rows = sqlx::query(
+            "SELECT v.version, v.sha256, c.size, v.imports, v.exports, v.created_at \
+             FROM versions v JOIN components c ON c.sha256 = v.sha256 \
+             WHERE v.appid = $1 ORDER BY v.version DESC",
+        )
+        .bind(appid.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let sha: String = row.try_get(1)?;
+                let imports: String = row.try_get(3)?;
+                let exports: String = row.try_get(4)?;
+                Ok(VersionRecord {
+                    appid: appid.clone(),
+                    version: row.try_get(0)?,
+                    sha256: sha.parse().map_err(anyhow::Error::msg)?,
+                    size: row.try_get(2)?,
+                    imports: serde_json::from_str(&imports)?,
+                    exports: serde_json::from_str(&exports)?,
+                    created_at: row.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Sets (or with `None`, clears) an app's own limits. Returns whether the app exists.
+    pub async fn set_limits(&self, appid: &AppId, limits: Option<&Limits>) -> anyhow::Result<bool> {
+        let json = limits.map(serde_json::to_string).transpose()?;
+        let done = sqlx::query("UPDATE apps SET limits = $1 WHERE appid = $2")
+            .bind(json)
+            .bind(appid.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Whether the app exists.
+    pub async fn app_exists(&self, appid: &AppId) -> anyhow::Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM apps WHERE appid = $1")
+            .bind(appid.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Writes a batch of usage records in one transaction.
+    pub async fn insert_calls(&self, calls: &[CallRecord]) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for call in calls {
+            sqlx::query(
+                "INSERT INTO calls (id, appid, version, entry, started_at, fuel_consumed, \
+                 wall_time_us, peak_memory_bytes, host_calls, outcome, detail, log) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&call.id)
+            .bind(call.appid.as_str())
+            .bind(call.version)
+            .bind(call.entry)
+            .bind(call.started_at)
+            .bind(saturating_i64(call.fuel_consumed))
+            .bind(saturating_i64(call.wall_time_us))
+            .bind(saturating_i64(call.peak_memory_bytes))
+            .bind(saturating_i64(call.host_calls))
+            .bind(call.outcome)
+            .bind(call.detail.as_deref())
+            .bind(&call.log)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The latest usage records of an app, newest first, without logs.
+    pub async fn recent_calls(&self, appid: &AppId, limit: i64) -> anyhow::Result<Vec<StoredCall>> {
+        let rows = sqlx::query(
+            "SELECT id, version, entry, started_at, fuel_consumed, wall_time_us, \
+             peak_memory_bytes, host_calls, outcome, detail FROM calls \
+             WHERE appid = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
+        )
+        .bind(appid.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| stored_call(row, None)).collect()
+    }
+
+    /// One call's usage record with its log.
+    pub async fn call(&self, appid: &AppId, id: &str) -> anyhow::Result<Option<StoredCall>> {
+        let row = sqlx::query(
+            "SELECT id, version, entry, started_at, fuel_consumed, wall_time_us, \
+             peak_memory_bytes, host_calls, outcome, detail, log FROM calls \
+             WHERE appid = $1 AND id = $2",
+        )
+        .bind(appid.as_str())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let log: String = row.try_get(10)?;
+            stored_call(&row, Some(log))
+        })
+        .transpose()
+    }
+}
+
+fn stored_call(row: &sqlx::any::AnyRow, log: Option<String>) -> anyhow::Result<StoredCall> {
+    Ok(StoredCall {
+        id: row.try_get(0)?,
+        version: row.try_get(1)?,
+        entry: row.try_get(2)?,
+        started_at: row.try_get(3)?,
+        fuel_consumed: row.try_get(4)?,
+        wall_time_us: row.try_get(5)?,
+        peak_memory_bytes: row.try_get(6)?,
+        host_calls: row.try_get(7)?,
+        outcome: row.try_get(8)?,
+        detail: row.try_get(9)?,
+        log,
+    })
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A database URL without its password, for error messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _password)) => {
+                    format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+                }
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            super::redact("postgres://app:s3cret@db:5432/miniapp"),
+            "postgres://app:***@db:5432/miniapp"
+        );
+        assert_eq!(
+            super::redact("sqlite://data/miniapp.db"),
+            "sqlite://data/miniapp.db"
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! The HTTP layer's one error type: a stable machine-readable code, a human
+//! message, a fitting status, and no internal detail.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::platform::PlatformError;
+use crate::runtime::Rejection;
+
+/// An error answered to an HTTP client as
+/// `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// The call this error belongs to, for errors of a mini-program call.
+    pub call_id: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            call_id: None,
+        }
+    }
+
+    pub fn unauthorized() -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this endpoint needs `Authorization: Bearer <admin token>`",
+        )
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn too_large(what: &str, limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the {what} is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    fn internal(err: &anyhow::Error) -> Self {
+        // The cause chain goes to the log, never to the client.
+        tracing::error!(error = format!("{err:#}"), "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the platform failed to handle the request",
+        )
+    }
+}
+
+impl From<PlatformError> for ApiError {
+    fn from(err: PlatformError) -> Self {
+        let message = err.to_string();
+        match err {
+            PlatformError::Rejected(rejection) => {
+                let code = match rejection {
+                    Rejection::NotWasm => "not_wasm",
+                    Rejection::CoreModule => "core_module",
+                    Rejection::Malformed(_) => "malformed_component",
+                    Rejection::ForbiddenImport(_) => "forbidden_import",
+                    Rejection::IncompatibleContract { .. } => "incompatible_contract",
+                    Rejection::MissingExport(_) => "missing_export",
+                };
+                ApiError::new(StatusCode::BAD_REQUEST, code, message)
+            }
+            PlatformError::TooLarge { limit, .. } => ApiError::too_large("component", limit),
+            PlatformError::AppNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "app_not_found", message)
+            }
+            PlatformError::NoVersion(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "no_version", message)
+            }
+            PlatformError::InvalidLimits(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_limits", message)
+            }
+            PlatformError::Internal(err) => ApiError::internal(&err),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(call_id) = &self.call_id {
+            error["call_id"] = call_id.clone().into();
+        }
+        let mut response =
+            (self.status, Json(serde_json::json!({ "error": error }))).into_response();
+        if let Some(call_id) = self.call_id
+            && let Ok(value) = call_id.parse()
+        {
+            response.headers_mut().insert(super::CALL_ID_HEADER, value);
+        }
+        response
+    }
+}

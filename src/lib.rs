@@ -1,0 +1,121 @@
+//! miniapp: an open platform for mini-programs. Third-party WebAssembly
+//! components run in fresh, sandboxed, metered wasmtime instances and reach
+//! the world only through capability-limited host APIs.
+//!
+//! The binary (`src/main.rs`) is a thin shell over [`Server`]. See
+//! ARCHITECTURE.md for the map of modules and their invariants.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod platform;
+pub mod runtime;
+pub mod samples;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use config::ServeConfig;
+use platform::Platform;
+use runtime::{Runtime, RuntimeConfig};
+
+/// A bound, ready-to-run platform server.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    platform: Arc<Platform>,
+    admin_token: String,
+    max_request_bytes: usize,
+    native_baseline: bool,
+}
+
+impl Server {
+    /// Opens the database (migrating it), builds the runtime, installs the
+    /// samples if asked, and binds the listener.
+    pub async fn bind(config: &ServeConfig) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let db = db::Db::connect(&config.database_url()).await?;
+        let mut runtime_config = RuntimeConfig::new(config.data_dir.join("artifacts"));
+        runtime_config.max_concurrent_calls = config.max_concurrent_calls;
+        let runtime = Runtime::new(runtime_config)?;
+        let platform = Arc::new(Platform::new(db, runtime, config.max_component_bytes));
+        if config.samples {
+            samples::install(&platform).await?;
+        }
+        let admin_token = match &config.admin_token {
+            Some(token) => token.clone(),
+            None => admin_token_file(&config.data_dir)?,
+        };
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        Ok(Server {
+            listener,
+            platform,
+            admin_token,
+            max_request_bytes: config.max_request_bytes,
+            native_baseline: config.native_baseline,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    pub fn platform(&self) -> &Arc<Platform> {
+        &self.platform
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests,
+    /// writes pending usage records and closes the database.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = Arc::new(http::AppState::new(
+            self.platform.clone(),
+            &self.admin_token,
+            self.max_request_bytes,
+        ));
+        let mut router = http::router(state);
+        if self.native_baseline {
+            router = router.merge(http::native_baseline());
+        }
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        self.platform.shutdown().await;
+        self.platform.db().close().await;
+        Ok(())
+    }
+}
+
+/// Reads the admin token kept in the data directory, creating it (readable
+/// by the owner only) on first start.
+fn admin_token_file(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("admin-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_string());
+    }
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, token.as_bytes())?;
+    Ok(token)
+}

@@ -1,0 +1,415 @@
+//! The sandbox: the only module that touches wasmtime. It compiles and caches
+//! components, and runs every call in a fresh, metered instance.
+//!
+//! Isolation, from the outside in:
+//! - one [`Engine`] per process: compiler settings, the pooling allocator
+//!   (copy-on-write memory images) and the epoch clock shared by every call;
+//! - one [`Program`] per uploaded version: a compiled component pre-linked
+//!   against the host's imports, ready to instantiate;
+//! - one `Store` per call: a fresh instance with its own memory, fuel,
+//!   deadline, limiter, WASI context and log. Nothing survives the call.
+
+mod artifacts;
+mod call_log;
+mod host;
+mod inspect;
+mod limits;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
+
+use crate::domain::Sha256Digest;
+use artifacts::ArtifactCache;
+pub use call_log::DEFAULT_LOG_LIMIT;
+use call_log::SharedLog;
+pub use inspect::{ComponentInfo, Rejection};
+pub use limits::Limits;
+use limits::{InstanceLimiter, MemoryLimitExceeded};
+
+wasmtime::component::bindgen!({
+    path: "host-api/wit",
+    world: "miniapp:host/mini-program",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub use exports::miniapp::host::events::Event;
+pub use miniapp::host::types::{Request, Response};
+
+/// How often the engine's epoch advances. The deadline is checked, and a
+/// long-running guest yields its worker thread, once per tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Settings of the sandbox for the whole platform.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached.
+    pub artifact_dir: PathBuf,
+    /// The most any app may be granted; also sizes the pooling allocator.
+    /// Defaults to [`Limits::platform_maximum`].
+    pub max_limits: Limits,
+    /// Bytes of log kept per call. Defaults to 64 KiB.
+    pub log_limit: usize,
+    /// Instances that may run at once; further calls wait for a slot.
+    /// Defaults to 128.
+    pub max_concurrent_calls: u32,
+}
+
+impl RuntimeConfig {
+    pub fn new(artifact_dir: PathBuf) -> Self {
+        RuntimeConfig {
+            artifact_dir,
+            max_limits: Limits::platform_maximum(),
+            log_limit: DEFAULT_LOG_LIMIT,
+            max_concurrent_calls: 128,
+        }
+    }
+}
+
+/// Counters of what the runtime did since it started.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RuntimeStats {
+    /// Components compiled from their bytes.
+    pub compiled: AtomicU64,
+    /// Components loaded from the artifact cache.
+    pub loaded_from_cache: AtomicU64,
+    /// Calls run to any outcome.
+    pub calls: AtomicU64,
+}
+
+/// The per-process sandbox. See the module docs for what each layer isolates.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    artifacts: ArtifactCache,
+    config: RuntimeConfig,
+    slots: Semaphore,
+    stats: RuntimeStats,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+/// A version ready to run: compiled, linked, and instantiable without
+/// further checks.
+#[derive(Clone)]
+pub struct Program {
+    pre: MiniProgramPre<CallState>,
+}
+
+/// What a call runs: a user's request, or a platform event.
+#[derive(Debug, Clone)]
+pub enum Invocation {
+    Request(Request),
+    Event(Event),
+}
+
+/// What a call returned when it ran to completion.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Response(Response),
+    /// `Ok` acknowledges the event; `Err` asks for redelivery.
+    Event(Result<(), String>),
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// The guest trapped or returned something invalid.
+    Trap(String),
+    OutOfFuel,
+    Deadline,
+    MemoryLimit,
+    /// The host failed, not the guest (no instance slot, a host function fault).
+    HostError(String),
+}
+
+impl Outcome {
+    /// The stable name recorded in usage records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Trap(_) => "trap",
+            Outcome::OutOfFuel => "out_of_fuel",
+            Outcome::Deadline => "deadline",
+            Outcome::MemoryLimit => "memory_limit",
+            Outcome::HostError(_) => "host_error",
+        }
+    }
+
+    /// Human-readable detail, for traps and host errors.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Outcome::Trap(d) | Outcome::HostError(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// What one call consumed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub fuel_consumed: u64,
+    pub wall_time: Duration,
+    pub peak_memory_bytes: u64,
+    pub host_calls: u64,
+}
+
+/// Everything a call produced: its outcome, its reply if it completed, what
+/// it consumed and what it logged.
+#[derive(Debug, Clone)]
+pub struct CallReport {
+    pub outcome: Outcome,
+    pub reply: Option<Reply>,
+    pub usage: Usage,
+    pub log: String,
+}
+
+/// The state of one call's store: everything a guest can reach through its
+/// imports, and nothing else.
+pub struct CallState {
+    limiter: InstanceLimiter,
+    log: SharedLog,
+    host_calls: u64,
+    wasi: Option<wasmtime_wasi::WasiCtx>,
+    table: ResourceTable,
+}
+
+impl Runtime {
+    /// Builds the engine, links the host's imports and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let max = config.max_limits;
+        let slots = config.max_concurrent_calls;
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 8)
+            .total_memories(slots * 2)
+            .total_tables(slots * 4)
+            .total_stacks(slots)
+            .max_memory_size(max.memory_bytes as usize)
+            .table_elements(max.table_elements as usize)
+            .max_core_instances_per_component(max.instances)
+            .max_memories_per_component(max.instances)
+            .max_tables_per_component(max.instances)
+            // Keep a little of each slot's memory resident between calls:
+            // resetting it with memset is cheaper than faulting pages in again.
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(16 << 10);
+
+        let mut wasm = Config::new();
+        wasm.consume_fuel(true)
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(anyhow::Error::from)?;
+
+        let mut linker = Linker::new(&engine);
+        MiniProgram::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+
+        let artifacts = ArtifactCache::open(&config.artifact_dir, &engine)?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+
+        Ok(Runtime {
+            engine,
+            linker,
+            artifacts,
+            slots: Semaphore::new(slots as usize),
+            config,
+            stats: RuntimeStats::default(),
+            ticker_stop,
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &RuntimeStats {
+        &self.stats
+    }
+
+    /// Checks an upload without compiling it: see [`inspect::inspect`].
+    pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, Rejection> {
+        inspect::inspect(bytes)
+    }
+
+    /// Makes a runnable [`Program`] of a component: loads its compiled
+    /// artifact if this host compiled it before, compiles and caches it
+    /// otherwise. CPU-heavy: call from a blocking thread.
+    pub fn prepare(&self, digest: &Sha256Digest, bytes: &[u8]) -> Result<Program, Rejection> {
+        let component = match self.artifacts.load(&self.engine, digest) {
+            Some(component) => {
+                self.stats.loaded_from_cache.fetch_add(1, Ordering::Relaxed);
+                component
+            }
+            None => {
+                let component = Component::new(&self.engine, bytes)
+                    .map_err(|err| Rejection::Malformed(format!("{err:#}")))?;
+                self.stats.compiled.fetch_add(1, Ordering::Relaxed);
+                if let Err(err) = self.artifacts.store(digest, &component) {
+                    // The program still runs; the next start compiles again.
+                    tracing::warn!(%digest, error = %err, "could not cache compiled artifact");
+                }
+                component
+            }
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|err| Rejection::Malformed(format!("{err:#}")))?;
+        let pre =
+            MiniProgramPre::new(pre).map_err(|err| Rejection::Malformed(format!("{err:#}")))?;
+        Ok(Program { pre })
+    }
+
+    /// Runs one invocation in a fresh instance under `limits`. Never fails:
+    /// every way a call can end is an [`Outcome`].
+    pub async fn call(
+        &self,
+        program: &Program,
+        limits: &Limits,
+        invocation: Invocation,
+    ) -> CallReport {
+        let log = SharedLog::new(self.config.log_limit);
+        let Ok(_slot) = self.slots.acquire().await else {
+            unreachable!("the semaphore is never closed");
+        };
+        let started = Instant::now();
+        let deadline = started + limits.deadline();
+
+        let mut store = Store::new(
+            &self.engine,
+            CallState {
+                limiter: InstanceLimiter::new(limits),
+                log: log.clone(),
+                host_calls: 0,
+                wasi: None,
+                table: ResourceTable::new(),
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        let fuel_set = store.set_fuel(limits.fuel);
+        debug_assert!(fuel_set.is_ok(), "fuel is enabled on the engine");
+        // Each epoch tick, either end the call or let other tasks run: a
+        // spinning guest never holds a worker thread for more than a tick.
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store.set_epoch_deadline(1);
+
+        // Host calls count against the deadline too: the epoch only stops a
+        // guest that is running wasm, the timeout also stops one stuck in the host.
+        let result =
+            tokio::time::timeout_at(deadline.into(), run(&program.pre, &mut store, invocation))
+                .await;
+
+        let wall_time = started.elapsed();
+        let (outcome, reply) = match result {
+            Err(_elapsed) => (Outcome::Deadline, None),
+            Ok(Ok(reply)) => match check_reply(reply) {
+                Ok(reply) => (Outcome::Ok, Some(reply)),
+                Err(fault) => (Outcome::Trap(fault), None),
+            },
+            Ok(Err(err)) => (classify(err), None),
+        };
+        let usage = Usage {
+            fuel_consumed: limits.fuel - store.get_fuel().unwrap_or(0),
+            wall_time,
+            peak_memory_bytes: store.data().limiter.peak_memory(),
+            host_calls: store.data().host_calls,
+        };
+        drop(store);
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        CallReport {
+            outcome,
+            reply,
+            usage,
+            log: log.with(|log| log.render()),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn run(
+    pre: &MiniProgramPre<CallState>,
+    store: &mut Store<CallState>,
+    invocation: Invocation,
+) -> wasmtime::Result<Reply> {
+    let instance = pre.instantiate_async(&mut *store).await?;
+    match invocation {
+        Invocation::Request(request) => {
+            let response = instance
+                .miniapp_host_handler()
+                .call_handle(&mut *store, &request)
+                .await?;
+            Ok(Reply::Response(response))
+        }
+        Invocation::Event(event) => {
+            let acked = instance
+                .miniapp_host_events()
+                .call_on_event(&mut *store, &event)
+                .await?;
+            Ok(Reply::Event(acked))
+        }
+    }
+}
+
+/// A guest that returns a response the host cannot forward has faulted.
+fn check_reply(reply: Reply) -> Result<Reply, String> {
+    if let Reply::Response(response) = &reply
+        && !(100..=599).contains(&response.status)
+    {
+        return Err(format!("invalid response status {}", response.status));
+    }
+    Ok(reply)
+}
+
+fn classify(err: wasmtime::Error) -> Outcome {
+    if err.is::<MemoryLimitExceeded>() {
+        return Outcome::MemoryLimit;
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Outcome::OutOfFuel,
+        Some(Trap::Interrupt) => Outcome::Deadline,
+        Some(trap) => Outcome::Trap(trap.to_string()),
+        None => match err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            // Calling WASI `exit` is the guest's choice, not a host fault.
+            Some(exit) => Outcome::Trap(format!("the program exited with code {}", exit.0)),
+            // Anything else failed in the host: a host function's fault, or
+            // instantiation itself (e.g. no free slot in the pool).
+            None => Outcome::HostError(format!("{err:#}")),
+        },
+    }
+}
+
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("miniapp-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}

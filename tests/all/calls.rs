@@ -1,0 +1,174 @@
+//! Calling mini-programs: the round trip, what the guest sees, usage records,
+//! and resident memory over many calls.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::{HELLO, ProcessServer, TOKEN, TestServer, config, on_each_engine};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_round_trip_leaves_a_usage_record() {
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(config(&db, dir.path())).await;
+        let uploaded = server.upload_ok("hello", HELLO).await;
+
+        let root = server.get("/apps/hello/").await;
+        assert_eq!(root.status(), StatusCode::OK);
+        assert_eq!(
+            root.headers()["content-security-policy"],
+            "sandbox allow-scripts allow-forms allow-popups"
+        );
+        assert!(root.text().await.unwrap().contains("Hello from miniapp!"));
+
+        let echo = server.get("/apps/hello/a/b?x=1&y=two").await;
+        assert_eq!(echo.status(), StatusCode::OK);
+        let record = server.call_record("hello", &echo).await;
+        let body: Value = echo.json().await.unwrap();
+        assert_eq!(body["method"], "GET");
+        assert_eq!(body["path"], "/a/b");
+        assert_eq!(body["query"], "x=1&y=two");
+
+        let greet = server.get("/apps/hello/hello/ada").await;
+        assert!(greet.text().await.unwrap().contains("ada"));
+
+        assert_eq!(record["outcome"], "ok");
+        assert_eq!(record["entry"], "request");
+        assert_eq!(record["version"], uploaded["version"]);
+        assert!(record["fuel_consumed"].as_i64().unwrap() > 0, "{record}");
+        assert!(
+            record["peak_memory_bytes"].as_i64().unwrap() > 0,
+            "{record}"
+        );
+        assert!(
+            record["host_calls"].as_i64().unwrap() >= 1,
+            "the guest logged: {record}"
+        );
+        assert!(
+            record["log"].as_str().unwrap().contains("info: "),
+            "{record}"
+        );
+
+        let (status, listing) = server.admin_get("/v1/apps/hello/calls?limit=10").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(listing["calls"].as_array().unwrap().len(), 3);
+        assert!(
+            listing["calls"][0].get("log").is_none(),
+            "listings leave logs out"
+        );
+        server.stop().await;
+        db
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_unknown_apps_and_oversized_bodies_are_refused() {
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(&db, dir.path());
+        config.max_request_bytes = 1024;
+        let server = TestServer::start(config).await;
+
+        let missing = server.get("/apps/nobody/").await;
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        let body: Value = missing.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "app_not_found");
+
+        let invalid = server.get("/apps/..%2Fetc/").await;
+        assert_eq!(invalid.status(), StatusCode::NOT_FOUND);
+
+        server.upload_ok("hello", HELLO).await;
+        let big = server
+            .client
+            .post(server.url("/apps/hello/echo"))
+            .body(vec![b'x'; 1025])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body: Value = big.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("1024 bytes")
+        );
+        let (_, listing) = server.admin_get("/v1/apps/hello/calls").await;
+        assert_eq!(
+            listing["calls"].as_array().unwrap().len(),
+            0,
+            "a refused request runs nothing"
+        );
+
+        let (status, body) = server.admin_get("/v1/apps/hello/calls/0000").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (status, _) = server.admin_get("/v1/apps/hello/calls?limit=0").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        server.stop().await;
+        db
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness() {
+    on_each_engine(|engine, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(config(&db, dir.path())).await;
+        assert_eq!(server.get("/healthz").await.status(), StatusCode::OK);
+        let ready = server.get("/readyz").await;
+        assert_eq!(ready.status(), StatusCode::OK);
+        let body: Value = ready.json().await.unwrap();
+        assert_eq!(body["status"], "ready");
+        assert_eq!(body["database"], engine);
+        server.stop().await;
+        db
+    })
+    .await;
+}
+
+/// A thousand calls in a row leave the server's resident memory where it
+/// was: nothing of a call outlives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_calls_in_a_row_do_not_grow_resident_memory() {
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = ProcessServer::spawn(&db, dir.path()).await;
+        let uploaded = server
+            .client
+            .post(server.url("/v1/apps/hello/versions"))
+            .bearer_auth(TOKEN)
+            .body(HELLO.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(uploaded.status(), StatusCode::CREATED);
+        let call = |n: usize| {
+            let client = server.client.clone();
+            let url = server.url(&format!("/apps/hello/item/{n}?q={n}"));
+            async move {
+                let response = client.get(url).send().await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                response.bytes().await.unwrap();
+            }
+        };
+        for n in 0..300 {
+            call(n).await;
+        }
+        let before = server.resident_bytes();
+        for n in 0..1000 {
+            call(n).await;
+        }
+        let after = server.resident_bytes();
+        let growth = after.saturating_sub(before);
+        // A leaked instance would cost at least a memory image per call
+        // (over 1 MiB each); allow 8 KiB a call for allocator and page-cache noise.
+        assert!(
+            growth < 8 << 20,
+            "resident memory grew by {growth} bytes (from {before} to {after})"
+        );
+        db
+    })
+    .await;
+}

@@ -1,0 +1,9 @@
+//! Integration tests: one binary, a module per concern. Every test spawns the
+//! real server on 127.0.0.1:0 with a fresh database, on SQLite and, when
+//! `MINIAPP_TEST_DATABASE_URL` is set, on PostgreSQL too.
+
+mod artifacts;
+mod calls;
+mod sandbox;
+mod support;
+mod upload;
