@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::platform::DEFAULT_MAX_COMPONENT_BYTES;
+use crate::runtime::Limits;
 
 /// Default cap on a request body sent to a mini-program: 1 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -42,6 +43,9 @@ pub struct ServeConfig {
     #[arg(long, env = "MINIAPP_MAX_CONCURRENT_CALLS", default_value_t = 128)]
     pub max_concurrent_calls: u32,
 
+    #[command(flatten)]
+    pub limits: LimitConfig,
+
     /// Install the bundled sample programs (`hello`, `hostile`) on start.
     #[arg(long)]
     pub samples: bool,
@@ -65,6 +69,7 @@ impl ServeConfig {
             max_concurrent_calls: 128,
             samples: false,
             native_baseline: false,
+            limits: LimitConfig::default(),
         }
     }
 
@@ -73,6 +78,75 @@ impl ServeConfig {
         match &self.database_url {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("miniapp.db").display()),
+        }
+    }
+}
+
+const DEFAULT: Limits = Limits::platform_default();
+const MAXIMUM: Limits = Limits::platform_maximum();
+
+/// The platform's per-call limits: what an app gets unless it was given its
+/// own, and the most any app may be given. Table and instance caps keep
+/// their built-in values (see [`Limits`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitConfig {
+    /// Fuel (instructions) per call, for apps without limits of their own.
+    #[arg(long, env = "MINIAPP_DEFAULT_FUEL", default_value_t = DEFAULT.fuel)]
+    pub default_fuel: u64,
+
+    /// Deadline per call in milliseconds, for apps without limits of their own.
+    #[arg(long, env = "MINIAPP_DEFAULT_DEADLINE_MS", default_value_t = DEFAULT.deadline_ms)]
+    pub default_deadline_ms: u64,
+
+    /// Linear memory per call in bytes, for apps without limits of their own.
+    #[arg(long, env = "MINIAPP_DEFAULT_MEMORY_BYTES", default_value_t = DEFAULT.memory_bytes)]
+    pub default_memory_bytes: u64,
+
+    /// The most fuel any app may be given.
+    #[arg(long, env = "MINIAPP_MAX_FUEL", default_value_t = MAXIMUM.fuel)]
+    pub max_fuel: u64,
+
+    /// The longest deadline any app may be given, in milliseconds.
+    #[arg(long, env = "MINIAPP_MAX_DEADLINE_MS", default_value_t = MAXIMUM.deadline_ms)]
+    pub max_deadline_ms: u64,
+
+    /// The most memory any app may be given, in bytes; also sizes the
+    /// pooling allocator's memory slots.
+    #[arg(long, env = "MINIAPP_MAX_MEMORY_BYTES", default_value_t = MAXIMUM.memory_bytes)]
+    pub max_memory_bytes: u64,
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        LimitConfig {
+            default_fuel: DEFAULT.fuel,
+            default_deadline_ms: DEFAULT.deadline_ms,
+            default_memory_bytes: DEFAULT.memory_bytes,
+            max_fuel: MAXIMUM.fuel,
+            max_deadline_ms: MAXIMUM.deadline_ms,
+            max_memory_bytes: MAXIMUM.memory_bytes,
+        }
+    }
+}
+
+impl LimitConfig {
+    /// The limits of apps without their own.
+    pub fn defaults(&self) -> Limits {
+        Limits {
+            fuel: self.default_fuel,
+            deadline_ms: self.default_deadline_ms,
+            memory_bytes: self.default_memory_bytes,
+            ..DEFAULT
+        }
+    }
+
+    /// The most any app may be given.
+    pub fn maxima(&self) -> Limits {
+        Limits {
+            fuel: self.max_fuel,
+            deadline_ms: self.max_deadline_ms,
+            memory_bytes: self.max_memory_bytes,
+            ..MAXIMUM
         }
     }
 }

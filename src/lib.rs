@@ -39,11 +39,24 @@ impl Server {
     pub async fn bind(config: &ServeConfig) -> anyhow::Result<Server> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let default_limits = config.limits.defaults();
+        let max_limits = config.limits.maxima();
+        default_limits
+            .check_within(&max_limits)
+            .map_err(|problem| {
+                anyhow::anyhow!("the default limits do not fit the platform maxima: {problem}")
+            })?;
         let db = db::Db::connect(&config.database_url()).await?;
         let mut runtime_config = RuntimeConfig::new(config.data_dir.join("artifacts"));
         runtime_config.max_concurrent_calls = config.max_concurrent_calls;
+        runtime_config.max_limits = max_limits;
         let runtime = Runtime::new(runtime_config)?;
-        let platform = Arc::new(Platform::new(db, runtime, config.max_component_bytes));
+        let platform = Arc::new(Platform::new(
+            db,
+            runtime,
+            config.max_component_bytes,
+            default_limits,
+        ));
         if config.samples {
             samples::install(&platform).await?;
         }

@@ -63,6 +63,9 @@ struct Ready {
     checked_at: Instant,
 }
 
+/// A version being loaded: the first caller loads, the others wait for it.
+type Loading = OnceCell<Arc<Ready>>;
+
 /// The platform core shared by every request handler.
 pub struct Platform {
     db: Db,
@@ -70,18 +73,25 @@ pub struct Platform {
     max_component_bytes: usize,
     default_limits: Limits,
     ready: Mutex<HashMap<AppId, Arc<Ready>>>,
-    loading: Mutex<HashMap<(AppId, i64), Arc<OnceCell<Arc<Ready>>>>>,
+    loading: Mutex<HashMap<(AppId, i64), Arc<Loading>>>,
     usage: UsageRecorder,
 }
 
 impl Platform {
-    pub fn new(db: Db, runtime: Runtime, max_component_bytes: usize) -> Platform {
+    /// The platform over `db` and `runtime`; apps without limits of their own
+    /// get `default_limits`, which must lie within the runtime's maxima.
+    pub fn new(
+        db: Db,
+        runtime: Runtime,
+        max_component_bytes: usize,
+        default_limits: Limits,
+    ) -> Platform {
         let usage = UsageRecorder::start(db.clone());
         Platform {
             db,
             runtime: Arc::new(runtime),
             max_component_bytes,
-            default_limits: Limits::platform_default(),
+            default_limits,
             ready: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
             usage,
@@ -238,14 +248,21 @@ impl Platform {
             .unwrap_or(self.default_limits))
     }
 
-    fn remember(&self, appid: &AppId, version: i64, program: Program, limits: Limits) {
+    fn remember(
+        &self,
+        appid: &AppId,
+        version: i64,
+        program: Program,
+        limits: Limits,
+    ) -> Arc<Ready> {
         let ready = Arc::new(Ready {
             version,
             program,
             limits,
             checked_at: Instant::now(),
         });
-        lock(&self.ready).insert(appid.clone(), ready);
+        lock(&self.ready).insert(appid.clone(), ready.clone());
+        ready
     }
 
     fn forget(&self, appid: &AppId) {
@@ -274,8 +291,7 @@ impl Platform {
             && ready.version == active.version
             && ready.limits == limits
         {
-            self.remember(appid, ready.version, ready.program.clone(), limits);
-            return Ok(lock(&self.ready)[appid].clone());
+            return Ok(self.remember(appid, ready.version, ready.program.clone(), limits));
         }
 
         let key = (appid.clone(), active.version);

@@ -59,8 +59,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/apps/{appid}/calls", get(recent_calls))
         .route("/v1/apps/{appid}/calls/{call_id}", get(call_detail))
-        .route("/apps/{appid}", any(invoke_root))
-        .route("/apps/{appid}/", any(invoke_root))
+        .route("/apps/{appid}", any(invoke))
+        .route("/apps/{appid}/", any(invoke))
         .route("/apps/{appid}/{*path}", any(invoke))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -228,40 +228,21 @@ async fn call_detail(
     }
 }
 
-async fn invoke_root(
-    state: Shared,
-    Path(appid): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    invoke(
-        state,
-        Path((appid, String::new())),
-        method,
-        uri,
-        headers,
-        body,
-    )
-    .await
-}
-
 async fn invoke(
     State(state): Shared,
-    Path((appid, path)): Path<(String, String)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let appid = parse_appid(&appid)?;
+    let (appid, path) = split_app_path(uri.path());
+    let appid = parse_appid(appid)?;
     let body = to_bytes(body, state.max_request_bytes)
         .await
         .map_err(|_| ApiError::too_large("request body", state.max_request_bytes))?;
     let request = Request {
         method: method.as_str().to_string(),
-        path: format!("/{path}"),
+        path: path.to_string(),
         query: uri.query().unwrap_or_default().to_string(),
         headers: forwarded_headers(&headers),
         body: body.to_vec(),
@@ -271,6 +252,16 @@ async fn invoke(
         .invoke(&appid, Invocation::Request(request))
         .await?;
     Ok(respond(invoked))
+}
+
+/// Splits `/apps/{appid}/rest` into the appid and the path the program sees
+/// (`/rest`, or `/`), still percent-encoded as the user sent it.
+fn split_app_path(raw: &str) -> (&str, &str) {
+    let after = raw.strip_prefix("/apps/").unwrap_or_default();
+    match after.find('/') {
+        Some(slash) => (&after[..slash], &after[slash..]),
+        None => (after, "/"),
+    }
 }
 
 /// Headers a mini-program may see: never the platform's credentials, never
@@ -392,4 +383,16 @@ fn guest_response(call_id: &str, guest: crate::runtime::Response) -> Response {
         headers.insert(CALL_ID_HEADER, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_app_path;
+
+    #[test]
+    fn the_program_sees_its_path_still_encoded() {
+        assert_eq!(split_app_path("/apps/hello"), ("hello", "/"));
+        assert_eq!(split_app_path("/apps/hello/"), ("hello", "/"));
+        assert_eq!(split_app_path("/apps/hello/a%2Fb/c"), ("hello", "/a%2Fb/c"));
+    }
 }

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{HELLO, ProcessServer, TOKEN, TestServer, config, on_each_engine};
+use crate::support::{HELLO, HOSTILE, ProcessServer, TOKEN, TestServer, config, on_each_engine};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_round_trip_leaves_a_usage_record() {
@@ -29,6 +29,13 @@ async fn hello_round_trip_leaves_a_usage_record() {
         assert_eq!(body["path"], "/a/b");
         assert_eq!(body["query"], "x=1&y=two");
 
+        let encoded = server.get("/apps/hello/a%2Fb%20c").await;
+        let body: Value = encoded.json().await.unwrap();
+        assert_eq!(
+            body["path"], "/a%2Fb%20c",
+            "the program decodes its own path"
+        );
+
         let greet = server.get("/apps/hello/hello/ada").await;
         assert!(greet.text().await.unwrap().contains("ada"));
 
@@ -51,7 +58,7 @@ async fn hello_round_trip_leaves_a_usage_record() {
 
         let (status, listing) = server.admin_get("/v1/apps/hello/calls?limit=10").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(listing["calls"].as_array().unwrap().len(), 3);
+        assert_eq!(listing["calls"].as_array().unwrap().len(), 4);
         assert!(
             listing["calls"][0].get("log").is_none(),
             "listings leave logs out"
@@ -168,6 +175,69 @@ async fn thousand_calls_in_a_row_do_not_grow_resident_memory() {
             growth < 8 << 20,
             "resident memory grew by {growth} bytes (from {before} to {after})"
         );
+        db
+    })
+    .await;
+}
+
+/// SIGTERM lets in-flight calls finish and writes their usage records
+/// before the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_calls_and_keeps_their_usage() {
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = ProcessServer::spawn(&db, dir.path()).await;
+        let admin = |request: reqwest::RequestBuilder| request.bearer_auth(TOKEN).send();
+        let uploaded = admin(
+            server
+                .client
+                .post(server.url("/v1/apps/hostile/versions"))
+                .body(HOSTILE.to_vec()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(uploaded.status(), StatusCode::CREATED);
+        let limits = serde_json::json!({"fuel": 20_000_000_000u64, "deadline_ms": 1500,
+            "memory_bytes": 64 << 20, "table_elements": 20_000, "instances": 32});
+        let set = admin(
+            server
+                .client
+                .put(server.url("/v1/apps/hostile/limits"))
+                .json(&limits),
+        )
+        .await
+        .unwrap();
+        assert_eq!(set.status(), StatusCode::OK);
+
+        let in_flight = tokio::spawn(server.client.get(server.url("/apps/hostile/spin")).send());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let pid = server.child.id().unwrap().to_string();
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+
+        let response = in_flight
+            .await
+            .unwrap()
+            .expect("the in-flight call gets its answer");
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        let exit = server.child.wait().await.unwrap();
+        assert!(exit.success(), "graceful exit: {exit:?}");
+
+        let stored = miniapp::db::Db::connect(&db.url).await.unwrap();
+        let calls = stored
+            .recent_calls(&"hostile".parse().unwrap(), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            calls.len(),
+            1,
+            "the in-flight call's usage was written before exit"
+        );
+        assert_eq!(calls[0].outcome, "deadline");
+        stored.close().await;
         db
     })
     .await;

@@ -240,3 +240,33 @@ async fn stdout_stderr_and_log_are_captured_and_bounded() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_default_limits_apply_to_apps_without_their_own() {
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut quick = config(&db, dir.path());
+        quick.limits.default_deadline_ms = 200;
+        quick.limits.default_fuel = 20_000_000_000;
+        let server = TestServer::start(quick.clone()).await;
+        server.upload_ok("hostile", HOSTILE).await;
+        let record =
+            assert_outcome(&server, "/spin", StatusCode::GATEWAY_TIMEOUT, "deadline").await;
+        let wall_us = record["wall_time_us"].as_i64().unwrap();
+        assert!(
+            (200_000..1_000_000).contains(&wall_us),
+            "the 200 ms platform default applied: {record}"
+        );
+        server.stop().await;
+
+        let mut misconfigured = quick;
+        misconfigured.limits.default_memory_bytes = misconfigured.limits.max_memory_bytes + 1;
+        let err = match miniapp::Server::bind(&misconfigured).await {
+            Ok(_) => panic!("defaults above the maxima must not start"),
+            Err(err) => err.to_string(),
+        };
+        assert!(err.contains("memory_bytes"), "{err}");
+        db
+    })
+    .await;
+}

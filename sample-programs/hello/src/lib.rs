@@ -64,7 +64,9 @@ mod tests {
         let response = Hello::handle(Request::new("POST", "/a/\"b\"?x=1").with_body("hi"));
         assert_eq!(
             response.body_text(),
-            Ok(r#"{"greeting":"Hello, world!","method":"POST","path":"/a/\"b\"","query":"x=1","body_bytes":2}"#)
+            Ok(
+                r#"{"greeting":"Hello, world!","method":"POST","path":"/a/\"b\"","query":"x=1","body_bytes":2}"#
+            )
         );
     }
 

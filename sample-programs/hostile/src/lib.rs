@@ -9,7 +9,7 @@
 //! | `/grow` | allocates and touches 1 MiB chunks forever | none: the memory limit must stop it |
 //! | `/recurse` | recurses without bound | none: the stack must overflow |
 //! | `/burn?n=N` | N rounds of arithmetic (default 1000000) | `{"n":N,"checksum":C}` |
-//! | `/print?bytes=N&lines=M` | N bytes to stdout and to stderr through WASI, M log lines (default 3) | `{"stdout":N,"stderr":N,"log_lines":M}` |
+//! | `/print?bytes=N&lines=M` | N bytes (default 1024) to stdout and to stderr through WASI, M log lines (default 3) | `{"stdout":N,"stderr":N,"log_lines":M}`, counting the bytes each stream took before the host closed it |
 //! | `/wasi/file` | lists preopened directories, opens `etc/passwd` under each | `{"preopens":0,"opened":false}` |
 //! | `/wasi/env` | reads the environment and arguments | `{"env":0,"args":0}` |
 //! | `/wasi/socket` | creates a TCP socket, connects it to 127.0.0.1:5432, resolves `localhost` | `{"tcp_socket":"error: access-denied","connected":false,"connect":"...","lookup":"error: ..."}` |
@@ -21,7 +21,9 @@
 use core::hint::black_box;
 
 use miniapp_sdk::{Event, MiniProgram, Params, Request, Response, Router, info, json, warn};
-use wasi::sockets::network::{ErrorCode as NetworkError, IpAddressFamily};
+use wasi::sockets::network::{
+    ErrorCode as NetworkError, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Network,
+};
 
 /// The program's type, exported below.
 pub struct Hostile;
@@ -115,7 +117,9 @@ fn burn(rounds: u64) -> u64 {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        state = state.wrapping_mul(0x2545_F491_4F6C_DD1D).wrapping_add(round);
+        state = state
+            .wrapping_mul(0x2545_F491_4F6C_DD1D)
+            .wrapping_add(round);
     }
     state
 }
@@ -197,42 +201,9 @@ fn probe_environment() -> Response {
 }
 
 fn probe_sockets() -> Response {
-    use wasi::sockets::network::{IpSocketAddress, Ipv4SocketAddress};
-
     let network = wasi::sockets::instance_network::instance_network();
-    let (tcp_socket, connect) = match wasi::sockets::tcp_create_socket::create_tcp_socket(
-        IpAddressFamily::Ipv4,
-    ) {
-        Ok(socket) => {
-            let address = IpSocketAddress::Ipv4(Ipv4SocketAddress {
-                port: 5432,
-                address: (127, 0, 0, 1),
-            });
-            let connect = socket
-                .start_connect(&network, address)
-                .and_then(|()| loop {
-                    match socket.finish_connect() {
-                        Err(NetworkError::WouldBlock) => socket.subscribe().block(),
-                        other => break other.map(drop),
-                    }
-                });
-            ("ok".to_owned(), outcome(connect))
-        }
-        Err(error) => (failure(error), "not attempted".to_owned()),
-    };
-    let lookup = wasi::sockets::ip_name_lookup::resolve_addresses(&network, "localhost")
-        .and_then(|stream| {
-            let mut addresses = 0usize;
-            loop {
-                match stream.resolve_next_address() {
-                    Ok(Some(_)) => addresses += 1,
-                    Ok(None) => break Ok(addresses),
-                    Err(NetworkError::WouldBlock) => stream.subscribe().block(),
-                    Err(error) => break Err(error),
-                }
-            }
-        });
-    let lookup = match lookup {
+    let (tcp_socket, connect) = probe_tcp(&network);
+    let lookup = match resolve_localhost(&network) {
         Ok(addresses) => format!("ok: {addresses} addresses"),
         Err(error) => failure(error),
     };
@@ -243,6 +214,43 @@ fn probe_sockets() -> Response {
         .string("lookup", &lookup)
         .finish();
     Response::json_raw(200, body)
+}
+
+/// Creates a TCP socket and, if that works, connects it to 127.0.0.1:5432;
+/// returns the outcome of each.
+fn probe_tcp(network: &Network) -> (String, String) {
+    let socket = match wasi::sockets::tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4) {
+        Ok(socket) => socket,
+        Err(error) => return (failure(error), "not attempted".to_owned()),
+    };
+    let address = IpSocketAddress::Ipv4(Ipv4SocketAddress {
+        port: 5432,
+        address: (127, 0, 0, 1),
+    });
+    let connected = socket.start_connect(network, address).and_then(|()| {
+        loop {
+            match socket.finish_connect() {
+                Err(NetworkError::WouldBlock) => socket.subscribe().block(),
+                other => break other.map(drop),
+            }
+        }
+    });
+    ("ok".to_owned(), outcome(connected))
+}
+
+/// Resolves `localhost`, which needs no network, so that only the sandbox
+/// decides the answer; returns how many addresses came back.
+fn resolve_localhost(network: &Network) -> Result<usize, NetworkError> {
+    let stream = wasi::sockets::ip_name_lookup::resolve_addresses(network, "localhost")?;
+    let mut addresses = 0;
+    loop {
+        match stream.resolve_next_address() {
+            Ok(Some(_)) => addresses += 1,
+            Ok(None) => return Ok(addresses),
+            Err(NetworkError::WouldBlock) => stream.subscribe().block(),
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 fn outcome(result: Result<(), NetworkError>) -> String {

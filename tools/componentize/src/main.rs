@@ -76,7 +76,10 @@ fn print_world(component_path: &Path, direction: Direction) -> Result<()> {
     let decoded = wit_component::decode(&bytes)
         .with_context(|| format!("decoding {}", component_path.display()))?;
     let DecodedWasm::Component(resolve, world) = decoded else {
-        bail!("{} is a WIT package, not a component", component_path.display());
+        bail!(
+            "{} is a WIT package, not a component",
+            component_path.display()
+        );
     };
     let world = &resolve.worlds[world];
     let items = match direction {
