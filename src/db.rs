@@ -1,8 +1,9 @@
 //! The database: one schema on two engines (SQLite embedded, PostgreSQL for
 //! production and several nodes), through sqlx's `Any` driver.
 //!
-//! Portable by construction: `$N` placeholders (both engines accept them),
-//! integers for times (unix milliseconds) and sizes, TEXT for JSON.
+//! Portable by construction: `$N` placeholders (both engines accept them;
+//! only the generated bulk insert spells them per engine), integers for
+//! times (unix milliseconds) and sizes, TEXT for JSON.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -82,6 +83,10 @@ pub struct StoredCall {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
 }
+
+/// The most usage records one INSERT statement writes (12 parameters each,
+/// well under both engines' parameter limits); a power of two.
+pub const CALLS_PER_INSERT: usize = 256;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -285,31 +290,56 @@ impl Db {
         Ok(row.is_some())
     }
 
-    /// Writes a batch of usage records in one transaction.
-    pub async fn insert_calls(&self, calls: &[CallRecord]) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for call in calls {
-            sqlx::query(
+    /// Writes a batch of usage records, many per statement: with SQLite
+    /// every statement is a round trip to its worker thread, so batching is
+    /// what keeps metering cheap. Statements insert a power-of-two number of
+    /// rows (37 records: 32 + 4 + 1), so a handful of statement shapes serve
+    /// every batch size and stay in the prepared-statement cache.
+    pub async fn insert_calls(&self, mut calls: &[CallRecord]) -> anyhow::Result<()> {
+        const COLUMNS: usize = 12;
+        while !calls.is_empty() {
+            let rows = 1usize << calls.len().min(CALLS_PER_INSERT).ilog2();
+            let (chunk, rest) = calls.split_at(rows);
+            calls = rest;
+            let mut sql = String::from(
                 "INSERT INTO calls (id, appid, version, entry, started_at, fuel_consumed, \
-                 wall_time_us, peak_memory_bytes, host_calls, outcome, detail, log) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&call.id)
-            .bind(call.appid.as_str())
-            .bind(call.version)
-            .bind(call.entry)
-            .bind(call.started_at)
-            .bind(saturating_i64(call.fuel_consumed))
-            .bind(saturating_i64(call.wall_time_us))
-            .bind(saturating_i64(call.peak_memory_bytes))
-            .bind(saturating_i64(call.host_calls))
-            .bind(call.outcome)
-            .bind(call.detail.as_deref())
-            .bind(&call.log)
-            .execute(&mut *tx)
-            .await?;
+                 wall_time_us, peak_memory_bytes, host_calls, outcome, detail, log) VALUES ",
+            );
+            for row in 0..chunk.len() {
+                sql.push_str(if row == 0 { "(" } else { ", (" });
+                for column in 0..COLUMNS {
+                    if column > 0 {
+                        sql.push_str(", ");
+                    }
+                    match self.engine {
+                        // Anonymous: SQLite looks numbered names up by a
+                        // linear scan, quadratic over thousands of parameters.
+                        Engine::Sqlite => sql.push('?'),
+                        Engine::Postgres => {
+                            sql.push_str(&format!("${}", row * COLUMNS + column + 1))
+                        }
+                    }
+                }
+                sql.push(')');
+            }
+            let mut query = sqlx::query(&sql);
+            for call in chunk {
+                query = query
+                    .bind(&call.id)
+                    .bind(call.appid.as_str())
+                    .bind(call.version)
+                    .bind(call.entry)
+                    .bind(call.started_at)
+                    .bind(saturating_i64(call.fuel_consumed))
+                    .bind(saturating_i64(call.wall_time_us))
+                    .bind(saturating_i64(call.peak_memory_bytes))
+                    .bind(saturating_i64(call.host_calls))
+                    .bind(call.outcome)
+                    .bind(call.detail.as_deref())
+                    .bind(&call.log);
+            }
+            query.execute(&self.pool).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -318,7 +348,7 @@ impl Db {
         let rows = sqlx::query(
             "SELECT id, version, entry, started_at, fuel_consumed, wall_time_us, \
              peak_memory_bytes, host_calls, outcome, detail FROM calls \
-             WHERE appid = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
+             WHERE appid = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(appid.as_str())
         .bind(limit)

@@ -323,8 +323,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
+/// A call id: 48 bits of unix milliseconds, then 80 random bits, in hex.
+/// Time-ordered, so usage records append to the end of their index instead
+/// of landing at random places in it.
 fn new_call_id() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
+    let mut id = [0u8; 16];
+    id[..6].copy_from_slice(&(now_ms() as u64).to_be_bytes()[2..]);
+    id[6..].copy_from_slice(&rand::random::<[u8; 10]>());
+    hex::encode(id)
 }
 
 enum UsageMessage {
@@ -333,14 +339,18 @@ enum UsageMessage {
 }
 
 /// Writes usage records in batches off the call path: a call never waits
-/// for the database to record it. Records reach the database within one
-/// batch; [`UsageRecorder::flush`] waits for everything sent so far.
+/// for the database to record it. Records reach the database within
+/// [`USAGE_LINGER`] plus one write; [`UsageRecorder::flush`] waits for
+/// everything sent so far.
 struct UsageRecorder {
     sender: Mutex<Option<mpsc::Sender<UsageMessage>>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
-const USAGE_BATCH: usize = 256;
+const USAGE_BATCH: usize = crate::db::CALLS_PER_INSERT;
+
+/// How long the recorder waits for more records before writing a batch.
+const USAGE_LINGER: Duration = Duration::from_millis(10);
 
 impl UsageRecorder {
     fn start(db: Db) -> UsageRecorder {
@@ -349,20 +359,29 @@ impl UsageRecorder {
             let mut batch = Vec::with_capacity(USAGE_BATCH);
             let mut waiting = Vec::new();
             while let Some(first) = receiver.recv().await {
+                // Gather what arrives within a short linger into one write:
+                // fewer, larger statements cost the database far less.
+                let linger_until = tokio::time::Instant::now() + USAGE_LINGER;
                 let mut next = Some(first);
                 while let Some(message) = next.take() {
                     match message {
                         UsageMessage::Record(record) => batch.push(record),
-                        UsageMessage::Flush(done) => waiting.push(done),
+                        // Someone is waiting: write now.
+                        UsageMessage::Flush(done) => {
+                            waiting.push(done);
+                            break;
+                        }
                     }
-                    if batch.len() < USAGE_BATCH {
-                        next = receiver.try_recv().ok();
+                    if batch.len() >= USAGE_BATCH {
+                        break;
                     }
+                    next = tokio::time::timeout_at(linger_until, receiver.recv())
+                        .await
+                        .ok()
+                        .flatten();
                 }
                 if !batch.is_empty() {
-                    if let Err(err) = db.insert_calls(&batch).await {
-                        tracing::error!(error = %err, records = batch.len(), "could not write usage records");
-                    }
+                    write_with_retries(&db, &batch).await;
                     batch.clear();
                 }
                 for done in waiting.drain(..) {
@@ -400,6 +419,26 @@ impl UsageRecorder {
         let task = lock(&self.task).take();
         if let Some(task) = task {
             let _ = task.await;
+        }
+    }
+}
+
+/// Writes a batch of usage records, retrying a failing database with
+/// backoff (50 ms doubling, five attempts in all) before giving up on the
+/// batch with an error in the log.
+async fn write_with_retries(db: &Db, batch: &[CallRecord]) {
+    let mut backoff = Duration::from_millis(50);
+    for attempt in 1..=5 {
+        match db.insert_calls(batch).await {
+            Ok(()) => return,
+            Err(err) if attempt < 5 => {
+                tracing::warn!(error = %err, attempt, "writing usage records failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, records = batch.len(), "usage records lost: the database refused them five times");
+            }
         }
     }
 }

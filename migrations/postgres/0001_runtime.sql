@@ -28,9 +28,11 @@ CREATE TABLE versions (
     PRIMARY KEY (appid, version)
 );
 
+-- One row per call. Ids are time-ordered (see platform::new_call_id), so the
+-- one index, the primary key, grows at its end.
 CREATE TABLE calls (
-    id                 TEXT PRIMARY KEY,
     appid              TEXT NOT NULL,
+    id                 TEXT NOT NULL,
     version            BIGINT NOT NULL,
     entry              TEXT NOT NULL,
     started_at         BIGINT NOT NULL,
@@ -40,7 +42,6 @@ CREATE TABLE calls (
     host_calls         BIGINT NOT NULL,
     outcome            TEXT NOT NULL,
     detail             TEXT,
-    log                TEXT NOT NULL
+    log                TEXT NOT NULL,
+    PRIMARY KEY (appid, id)
 );
-
-CREATE INDEX calls_by_app ON calls (appid, started_at);
