@@ -1,5 +1,6 @@
-//! Instantiate + call + teardown of the `hello` sample, in process: the cost
-//! the runtime adds to every call.
+//! What the runtime adds to every call, in process: a fresh instance, the
+//! call and the teardown, for the smallest program (`hello`) and for a
+//! compute-bound one (where fuel metering and bounds checks show).
 //!
 //! Run: `cargo bench --bench runtime`
 
@@ -10,62 +11,57 @@ use miniapp::runtime::{Invocation, Limits, Request, Runtime, RuntimeConfig};
 const HELLO: &[u8] = include_bytes!("../sample-programs/dist/hello.wasm");
 const HOSTILE: &[u8] = include_bytes!("../sample-programs/dist/hostile.wasm");
 
-fn get(path: &str, query: &str) -> Request {
-    Request {
+/// Benchmarks calls of `component` with `GET {path}?{query}` under the
+/// platform's default limits.
+fn bench_call(c: &mut Criterion, name: &str, component: &[u8], path: &str, query: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(RuntimeConfig::new(dir.path().join("artifacts"))).unwrap();
+    let program = runtime
+        .prepare(&Sha256Digest::of(component), component)
+        .unwrap();
+    let limits = Limits::platform_default();
+    let request = Request {
         method: "GET".into(),
         path: path.into(),
         query: query.into(),
         headers: vec![("accept".into(), "*/*".into())],
         body: Vec::new(),
-    }
+    };
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    c.bench_function(name, |b| {
+        b.to_async(&tokio).iter(|| async {
+            let report = runtime
+                .call(&program, &limits, Invocation::Request(request.clone()))
+                .await;
+            assert!(report.reply.is_some(), "{:?}", report.outcome);
+            report
+        })
+    });
 }
 
 fn hello_call(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(RuntimeConfig::new(dir.path().join("artifacts"))).unwrap();
-    let program = runtime.prepare(&Sha256Digest::of(HELLO), HELLO).unwrap();
-    let limits = Limits::platform_default();
-    let request = get("/bench", "x=1");
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-
-    c.bench_function("hello: instantiate + call + teardown", |b| {
-        b.to_async(&tokio).iter(|| async {
-            let report = runtime
-                .call(&program, &limits, Invocation::Request(request.clone()))
-                .await;
-            assert!(report.reply.is_some(), "{:?}", report.outcome);
-            report
-        })
-    });
+    bench_call(
+        c,
+        "hello: instantiate + call + teardown",
+        HELLO,
+        "/bench",
+        "x=1",
+    );
 }
 
-/// A compute-bound call (about 3 million instructions of guest code): what
-/// fuel metering and bounds checks cost inside the guest.
+/// About 3 million instructions of guest code.
 fn compute_call(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(RuntimeConfig::new(dir.path().join("artifacts"))).unwrap();
-    let program = runtime
-        .prepare(&Sha256Digest::of(HOSTILE), HOSTILE)
-        .unwrap();
-    let limits = Limits::platform_default();
-    let request = get("/burn", "n=100000");
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-
-    c.bench_function("hostile /burn?n=100000: compute-bound call", |b| {
-        b.to_async(&tokio).iter(|| async {
-            let report = runtime
-                .call(&program, &limits, Invocation::Request(request.clone()))
-                .await;
-            assert!(report.reply.is_some(), "{:?}", report.outcome);
-            report
-        })
-    });
+    bench_call(
+        c,
+        "hostile /burn?n=100000: compute-bound call",
+        HOSTILE,
+        "/burn",
+        "n=100000",
+    );
 }
 
 criterion_group!(benches, hello_call, compute_call);

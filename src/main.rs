@@ -61,7 +61,7 @@ async fn serve(config: ServeConfig, demo: bool) -> anyhow::Result<()> {
              \x20 curl http://{addr}/apps/hello/\n\
              \x20 curl 'http://{addr}/apps/hello/hello/world'\n\
              \x20 curl 'http://{addr}/apps/hello/any/path?x=1'\n\
-             \x20 curl http://{addr}/apps/hostile/spin          # stopped at its deadline\n\
+             \x20 curl http://{addr}/apps/hostile/spin          # an endless loop, stopped by its limits\n\
              \x20 curl http://{addr}/apps/hostile/wasi/file     # the sandbox has no files\n\
              \x20 curl -H \"Authorization: Bearer $(cat {token})\" http://{addr}/v1/apps/hello/calls\n\n\
              Stop with Ctrl-C.\n",

@@ -69,6 +69,35 @@ async fn hello_round_trip_leaves_a_usage_record() {
     .await;
 }
 
+/// The platform's credentials are the platform's: the guest never sees the
+/// caller's `authorization` or `cookie` headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_never_see_the_callers_credentials() {
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(config(&db, dir.path())).await;
+        server.upload_ok("hostile", HOSTILE).await;
+        let response = server
+            .client
+            .get(server.url("/apps/hostile/headers"))
+            .header("authorization", "Bearer platform-session")
+            .header("cookie", "session=secret")
+            .header("x-request-note", "visible")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        let names: Vec<&str> = body["names"].as_str().unwrap().split(',').collect();
+        assert!(names.contains(&"x-request-note"), "{names:?}");
+        assert!(!names.contains(&"authorization"), "{names:?}");
+        assert!(!names.contains(&"cookie"), "{names:?}");
+        server.stop().await;
+        db
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_to_unknown_apps_and_oversized_bodies_are_refused() {
     on_each_engine(|_, db| async move {

@@ -4,6 +4,7 @@
 
 mod artifacts;
 mod calls;
+mod events;
 mod sandbox;
 mod support;
 mod upload;

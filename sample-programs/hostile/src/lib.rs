@@ -14,6 +14,7 @@
 //! | `/wasi/env` | reads the environment and arguments | `{"env":0,"args":0}` |
 //! | `/wasi/socket` | creates a TCP socket, connects it to 127.0.0.1:5432, resolves `localhost` | `{"tcp_socket":"error: access-denied","connected":false,"connect":"...","lookup":"error: ..."}` |
 //! | `/wasi/clock` | reads the clocks and random bytes, which are allowed | `{"wall_clock_seconds":S,"monotonic_nanos":M,"random_bytes":16}` |
+//! | `/headers` | lists the request headers it was given, to look for credentials | `{"names":"accept,host,..."}` |
 //!
 //! Events: topic `reject` is refused with an error, topic `spin` loops
 //! forever, any other topic is acknowledged.
@@ -41,6 +42,7 @@ impl MiniProgram for Hostile {
             .get("/wasi/env", |_, _| probe_environment())
             .get("/wasi/socket", |_, _| probe_sockets())
             .get("/wasi/clock", |_, _| probe_clocks())
+            .get("/headers", |request, _| header_names(request))
             .handle(&request)
     }
 
@@ -272,6 +274,13 @@ fn probe_clocks() -> Response {
         .number("monotonic_nanos", wasi::clocks::monotonic_clock::now())
         .number("random_bytes", random.len())
         .finish();
+    Response::json_raw(200, body)
+}
+
+/// The names of the headers the host passed on, comma-separated.
+fn header_names(request: &Request) -> Response {
+    let names: Vec<&str> = request.headers.iter().map(|(name, _)| name.as_str()).collect();
+    let body = json::Object::new().string("names", &names.join(",")).finish();
     Response::json_raw(200, body)
 }
 
