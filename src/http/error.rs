@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::http::StatusCode;
+use axum::http::header::{self, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use crate::platform::PlatformError;
@@ -17,6 +18,9 @@ pub struct ApiError {
     pub message: String,
     /// The call this error belongs to, for errors of a mini-program call.
     pub call_id: Option<String>,
+    /// The request's body was refused unread: the connection must close, or
+    /// the client would send its next request into the rest of this body.
+    pub body_unread: bool,
 }
 
 impl ApiError {
@@ -26,15 +30,20 @@ impl ApiError {
             code,
             message: message.into(),
             call_id: None,
+            body_unread: false,
         }
     }
 
+    /// Refused before the body is read.
     pub fn unauthorized() -> Self {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this endpoint needs `Authorization: Bearer <admin token>`",
-        )
+        ApiError {
+            body_unread: true,
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this endpoint needs `Authorization: Bearer <admin token>`",
+            )
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -45,12 +54,16 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// Refused with the body read only up to the limit.
     pub fn too_large(what: &str, limit: usize) -> Self {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the {what} is larger than the limit of {limit} bytes"),
-        )
+        ApiError {
+            body_unread: true,
+            ..ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the {what} is larger than the limit of {limit} bytes"),
+            )
+        }
     }
 
     fn internal(err: &anyhow::Error) -> Self {
@@ -106,6 +119,11 @@ impl IntoResponse for ApiError {
             && let Ok(value) = call_id.parse()
         {
             response.headers_mut().insert(super::CALL_ID_HEADER, value);
+        }
+        if self.body_unread {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

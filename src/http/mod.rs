@@ -147,11 +147,11 @@ async fn upload(
     Path(appid): Path<String>,
     body: Body,
 ) -> Result<(StatusCode, Response), ApiError> {
-    let appid: AppId = appid.parse().map_err(ApiError::bad_request)?;
     let limit = state.platform.max_component_bytes();
     let bytes = to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::too_large("component", limit))?;
+    let appid: AppId = appid.parse().map_err(ApiError::bad_request)?;
     let uploaded = state.platform.upload(&appid, bytes.to_vec()).await?;
     Ok((StatusCode::CREATED, Json(uploaded).into_response()))
 }
@@ -235,11 +235,11 @@ async fn invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (appid, path) = split_app_path(uri.path());
-    let appid = parse_appid(appid)?;
     let body = to_bytes(body, state.max_request_bytes)
         .await
         .map_err(|_| ApiError::too_large("request body", state.max_request_bytes))?;
+    let (appid, path) = split_app_path(uri.path());
+    let appid = parse_appid(appid)?;
     let request = Request {
         method: method.as_str().to_string(),
         path: path.to_string(),

@@ -153,6 +153,9 @@ async fn the_developer_api_needs_the_admin_token() {
             .await
             .unwrap();
         assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        // Regression: the body was refused unread, and a client that reused
+        // the connection had its next request fail.
+        assert_eq!(anonymous.headers()["connection"], "close");
         let wrong = server
             .client
             .post(&url)
