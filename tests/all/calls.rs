@@ -164,6 +164,29 @@ async fn health_and_readiness() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_the_database_is_unreachable() {
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = miniapp::Server::bind(&config(&db, dir.path()))
+            .await
+            .unwrap();
+        let platform = server.platform().clone();
+        let base = format!("http://{}", server.local_addr());
+        let running = tokio::spawn(server.run(std::future::pending()));
+        platform.db().close().await;
+        let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: Value = ready.json().await.unwrap();
+        assert_eq!(body["status"], "database unavailable");
+        let alive = reqwest::get(format!("{base}/healthz")).await.unwrap();
+        assert_eq!(alive.status(), StatusCode::OK, "alive, just not ready");
+        running.abort();
+        db
+    })
+    .await;
+}
+
 /// A thousand calls in a row leave the server's resident memory where it
 /// was: nothing of a call outlives it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
