@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::platform::DEFAULT_MAX_COMPONENT_BYTES;
-use crate::runtime::Limits;
+use crate::runtime::{DEFAULT_MAX_CONCURRENT_CALLS, Limits};
 
 /// Default cap on a request body sent to a mini-program: 1 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -40,7 +40,7 @@ pub struct ServeConfig {
     pub max_request_bytes: usize,
 
     /// Mini-program instances that may run at once; more calls wait (default 128).
-    #[arg(long, env = "MINIAPP_MAX_CONCURRENT_CALLS", default_value_t = 128)]
+    #[arg(long, env = "MINIAPP_MAX_CONCURRENT_CALLS", default_value_t = DEFAULT_MAX_CONCURRENT_CALLS)]
     pub max_concurrent_calls: u32,
 
     #[command(flatten)]
@@ -66,7 +66,7 @@ impl ServeConfig {
             admin_token: None,
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
-            max_concurrent_calls: 128,
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
             samples: false,
             native_baseline: false,
             limits: LimitConfig::default(),

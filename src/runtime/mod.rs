@@ -49,6 +49,9 @@ pub use self::miniapp::host::types::{Request, Response};
 /// long-running guest yields its worker thread, once per tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Default number of instances that may run at once.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: u32 = 128;
+
 /// Settings of the sandbox for the whole platform.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -70,7 +73,7 @@ impl RuntimeConfig {
             artifact_dir,
             max_limits: Limits::platform_maximum(),
             log_limit: DEFAULT_LOG_LIMIT,
-            max_concurrent_calls: 128,
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
         }
     }
 }

@@ -270,3 +270,67 @@ async fn platform_default_limits_apply_to_apps_without_their_own() {
     })
     .await;
 }
+
+/// What a guest answers is checked before it reaches the user: statuses out
+/// of range are a fault, and headers the platform owns are dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_responses_are_checked_before_they_reach_the_user() {
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(config(&db, dir.path())).await;
+        server.upload_ok("hostile", HOSTILE).await;
+
+        for status in [700, 99] {
+            let record = assert_outcome(
+                &server,
+                &format!("/respond?status={status}"),
+                StatusCode::BAD_GATEWAY,
+                "trap",
+            )
+            .await;
+            assert!(
+                record["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("invalid response status {status}")),
+                "{record}"
+            );
+        }
+
+        let header = |name: &'static str, value: &'static str| {
+            let server = &server;
+            async move {
+                let response = server
+                    .get(&format!("/apps/hostile/respond?name={name}&value={value}"))
+                    .await;
+                assert_eq!(response.status(), StatusCode::OK, "{name}");
+                response.headers().clone()
+            }
+        };
+        assert!(
+            header("set-cookie", "session%3Dstolen")
+                .await
+                .get("set-cookie")
+                .is_none()
+        );
+        let csp = header("content-security-policy", "default-src%20*").await;
+        assert_eq!(csp.get_all("content-security-policy").iter().count(), 1);
+        assert!(
+            csp["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .starts_with("sandbox")
+        );
+        assert!(header("bad%20name", "x").await.get("bad name").is_none());
+        assert!(
+            header("transfer-encoding", "chunked")
+                .await
+                .get("transfer-encoding")
+                .is_none()
+        );
+        assert_eq!(header("x-fine", "yes").await["x-fine"], "yes");
+        server.stop().await;
+        db
+    })
+    .await;
+}

@@ -15,6 +15,7 @@
 //! | `/wasi/socket` | creates a TCP socket, connects it to 127.0.0.1:5432, resolves `localhost` | `{"tcp_socket":"error: access-denied","connected":false,"connect":"...","lookup":"error: ..."}` |
 //! | `/wasi/clock` | reads the clocks and random bytes, which are allowed | `{"wall_clock_seconds":S,"monotonic_nanos":M,"random_bytes":16}` |
 //! | `/headers` | lists the request headers it was given, to look for credentials | `{"names":"accept,host,..."}` |
+//! | `/respond?status=S&name=N&value=V` | answers status S (default 200) with the header `N: V` (default none), whatever they are | empty body |
 //!
 //! Events: topic `reject` is refused with an error, topic `spin` loops
 //! forever, any other topic is acknowledged.
@@ -43,6 +44,7 @@ impl MiniProgram for Hostile {
             .get("/wasi/socket", |_, _| probe_sockets())
             .get("/wasi/clock", |_, _| probe_clocks())
             .get("/headers", |request, _| header_names(request))
+            .get("/respond", |request, _| respond_as_told(request))
             .handle(&request)
     }
 
@@ -282,6 +284,17 @@ fn header_names(request: &Request) -> Response {
     let names: Vec<&str> = request.headers.iter().map(|(name, _)| name.as_str()).collect();
     let body = json::Object::new().string("names", &names.join(",")).finish();
     Response::json_raw(200, body)
+}
+
+/// Answers with the status and header the query asks for, unchecked: the
+/// host must cope with statuses out of range and headers it forbids.
+fn respond_as_told(request: &Request) -> Response {
+    let status = number_param(request, "status", 200).unwrap_or(200);
+    let mut response = Response::new(status as u16);
+    if let (Some(name), Some(value)) = (request.query_param("name"), request.query_param("value")) {
+        response.headers.push((name, value));
+    }
+    response
 }
 
 /// The query parameter `name` as a number, `default` when absent, `None`
