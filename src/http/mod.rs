@@ -25,6 +25,9 @@ use crate::domain::AppId;
 use crate::platform::{Invoked, Platform};
 use crate::runtime::{Invocation, Limits, Outcome, Reply, Request};
 
+/// Cap on the JSON bodies of the developer API: 16 KiB.
+const MAX_JSON_BYTES: usize = 16 << 10;
+
 /// Response header naming the call, to find its usage record and log.
 pub const CALL_ID_HEADER: &str = "x-miniapp-call-id";
 
@@ -170,8 +173,11 @@ async fn set_limits(
     State(state): Shared,
     _admin: Admin,
     Path(appid): Path<String>,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    let body = to_bytes(body, MAX_JSON_BYTES)
+        .await
+        .map_err(|_| ApiError::too_large("request body", MAX_JSON_BYTES))?;
     let appid = parse_appid(&appid)?;
     let limits: Limits = serde_json::from_slice(&body).map_err(|err| {
         ApiError::new(

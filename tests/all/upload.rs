@@ -252,6 +252,18 @@ async fn app_limits_stay_within_platform_maxima() {
             "{body}"
         );
 
+        let oversized = server
+            .client
+            .put(server.url("/v1/apps/hello/limits"))
+            .bearer_auth(crate::support::TOKEN)
+            .body(vec![b' '; 17 << 10])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body: Value = oversized.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "too_large", "{body}");
+
         let mut partial = limits.clone();
         partial.as_object_mut().unwrap().remove("fuel");
         let (status, body) = server.set_limits("hello", partial).await;
