@@ -140,6 +140,25 @@ impl FromRequestParts<Arc<AppState>> for Admin {
     }
 }
 
+/// Reads a whole request body of at most `limit` bytes. Past the limit the
+/// answer is 413 naming `what`; a body that breaks off is a 400.
+async fn read_body(body: Body, limit: usize, what: &str) -> Result<axum::body::Bytes, ApiError> {
+    to_bytes(body, limit).await.map_err(|err| {
+        let over_limit = err
+            .into_inner()
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some();
+        if over_limit {
+            ApiError::too_large(what, limit)
+        } else {
+            ApiError {
+                body_unread: true,
+                ..ApiError::bad_request(format!("the {what} could not be read"))
+            }
+        }
+    })
+}
+
 fn parse_appid(raw: &str) -> Result<AppId, ApiError> {
     raw.parse().map_err(|msg: String| ApiError::not_found(msg))
 }
@@ -151,9 +170,7 @@ async fn upload(
     body: Body,
 ) -> Result<(StatusCode, Response), ApiError> {
     let limit = state.platform.max_component_bytes();
-    let bytes = to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::too_large("component", limit))?;
+    let bytes = read_body(body, limit, "component").await?;
     let appid: AppId = appid.parse().map_err(ApiError::bad_request)?;
     let uploaded = state.platform.upload(&appid, bytes.to_vec()).await?;
     Ok((StatusCode::CREATED, Json(uploaded).into_response()))
@@ -175,9 +192,7 @@ async fn set_limits(
     Path(appid): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = to_bytes(body, MAX_JSON_BYTES)
-        .await
-        .map_err(|_| ApiError::too_large("request body", MAX_JSON_BYTES))?;
+    let body = read_body(body, MAX_JSON_BYTES, "request body").await?;
     let appid = parse_appid(&appid)?;
     let limits: Limits = serde_json::from_slice(&body).map_err(|err| {
         ApiError::new(
@@ -241,9 +256,7 @@ async fn invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = to_bytes(body, state.max_request_bytes)
-        .await
-        .map_err(|_| ApiError::too_large("request body", state.max_request_bytes))?;
+    let body = read_body(body, state.max_request_bytes, "request body").await?;
     let (appid, path) = split_app_path(uri.path());
     let appid = parse_appid(appid)?;
     let request = Request {
