@@ -16,6 +16,10 @@
 //!   exports;
 //! - [`trace!`], [`debug!`], [`info!`], [`warn!`] and [`error!`], which write
 //!   to the call's log that the developer reads back through the platform;
+//! - [`identity`], who the caller is: their app-scoped ids, their profile
+//!   (with their consent) and login codes for the app's own server;
+//! - [`Error`], what every fallible host function answers, one case per
+//!   case of the contract's `error`;
 //! - [`json::Object`], a small writer for JSON objects, so that a program
 //!   needs no serializer to answer in JSON.
 //!
@@ -62,16 +66,21 @@
 //! repository for the exact commands.
 //!
 //! Off WebAssembly (for example in unit tests), the log macros write to
-//! standard error instead of the host's log.
+//! standard error instead of the host's log, and every other host function
+//! answers [`Error::Unavailable`]: a program still builds and runs its unit
+//! tests there.
 
+mod error;
 mod program;
 mod request;
 mod response;
 mod router;
 
+pub mod identity;
 pub mod json;
 pub mod log;
 
+pub use crate::error::Error;
 pub use crate::program::{Event, MiniProgram};
 pub use crate::request::Request;
 pub use crate::response::Response;

@@ -281,8 +281,14 @@ fn probe_clocks() -> Response {
 
 /// The names of the headers the host passed on, comma-separated.
 fn header_names(request: &Request) -> Response {
-    let names: Vec<&str> = request.headers.iter().map(|(name, _)| name.as_str()).collect();
-    let body = json::Object::new().string("names", &names.join(",")).finish();
+    let names: Vec<&str> = request
+        .headers
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let body = json::Object::new()
+        .string("names", &names.join(","))
+        .finish();
     Response::json_raw(200, body)
 }
 
