@@ -6,7 +6,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use miniapp::domain::Sha256Digest;
-use miniapp::runtime::{Invocation, Limits, Request, Runtime, RuntimeConfig};
+use miniapp::runtime::{Grants, Invocation, Limits, Request, Runtime, RuntimeConfig};
 
 const HELLO: &[u8] = include_bytes!("../sample-programs/dist/hello.wasm");
 const HOSTILE: &[u8] = include_bytes!("../sample-programs/dist/hostile.wasm");
@@ -35,7 +35,12 @@ fn bench_call(c: &mut Criterion, name: &str, component: &[u8], path: &str, query
     c.bench_function(name, |b| {
         b.to_async(&tokio).iter(|| async {
             let report = runtime
-                .call(&program, &limits, Invocation::Request(request.clone()))
+                .call(
+                    &program,
+                    &limits,
+                    Grants::default(),
+                    Invocation::Request(request.clone()),
+                )
                 .await;
             assert!(report.reply.is_some(), "{:?}", report.outcome);
             report

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::accounts::{DEFAULT_SESSION_TTL, Username};
 use crate::platform::DEFAULT_MAX_COMPONENT_BYTES;
 use crate::runtime::{DEFAULT_MAX_CONCURRENT_CALLS, Limits};
 
@@ -17,7 +18,8 @@ pub struct ServeConfig {
     #[arg(long, env = "MINIAPP_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Directory for the SQLite database, compiled artifacts and the admin token.
+    /// Directory for the SQLite database, compiled artifacts and a generated
+    /// bootstrap admin password.
     #[arg(long, env = "MINIAPP_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
@@ -26,10 +28,19 @@ pub struct ServeConfig {
     #[arg(long, env = "MINIAPP_DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// Bearer token for the developer API. Defaults to a random token
-    /// generated on first start and kept in `<data-dir>/admin-token`.
-    #[arg(long, env = "MINIAPP_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    /// Username of the bootstrap admin, created on first start when no
+    /// account has the admin role.
+    #[arg(long, env = "MINIAPP_ADMIN_USERNAME", default_value = "admin")]
+    pub admin_username: Username,
+
+    /// Password of the bootstrap admin. Defaults to a random password,
+    /// generated on first start and kept in `<data-dir>/admin-password`.
+    #[arg(long, env = "MINIAPP_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// How long a session token lives, in seconds (default 7 days).
+    #[arg(long, env = "MINIAPP_SESSION_TTL_SECS", default_value_t = DEFAULT_SESSION_TTL.as_secs())]
+    pub session_ttl_secs: u64,
 
     /// Largest component accepted at upload, in bytes (default 2 MiB).
     #[arg(long, env = "MINIAPP_MAX_COMPONENT_BYTES", default_value_t = DEFAULT_MAX_COMPONENT_BYTES)]
@@ -46,7 +57,8 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub limits: LimitConfig,
 
-    /// Install the bundled sample programs (`hello`, `hostile`) on start.
+    /// Install the bundled sample programs (`hello`, `hostile`, `whoami`) on
+    /// start, released by the platform under the `samples` account.
     #[arg(long)]
     pub samples: bool,
 
@@ -63,7 +75,9 @@ impl ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir,
             database_url: None,
-            admin_token: None,
+            admin_username: "admin".parse().expect("a valid username"),
+            admin_password: None,
+            session_ttl_secs: DEFAULT_SESSION_TTL.as_secs(),
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,

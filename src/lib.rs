@@ -5,30 +5,34 @@
 //! The binary (`src/main.rs`) is a thin shell over [`Server`]. See
 //! ARCHITECTURE.md for the map of modules and their invariants.
 
+pub mod accounts;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod identity;
+pub mod lifecycle;
 pub mod platform;
 pub mod runtime;
 pub mod samples;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 
 use config::ServeConfig;
-use platform::Platform;
+use platform::{Platform, PlatformSettings};
 use runtime::{Runtime, RuntimeConfig};
 
 /// A bound, ready-to-run platform server.
 pub struct Server {
     listener: tokio::net::TcpListener,
     platform: Arc<Platform>,
-    admin_token: String,
     max_request_bytes: usize,
     native_baseline: bool,
 }
@@ -51,26 +55,32 @@ impl Server {
         runtime_config.max_concurrent_calls = config.max_concurrent_calls;
         runtime_config.max_limits = max_limits;
         let runtime = Runtime::new(runtime_config)?;
-        let platform = Arc::new(Platform::new(
-            db,
-            runtime,
-            config.max_component_bytes,
+        let settings = PlatformSettings {
+            max_component_bytes: config.max_component_bytes,
             default_limits,
-        ));
+            session_ttl: Duration::from_secs(config.session_ttl_secs),
+        };
+        let platform = Arc::new(Platform::new(db, runtime, settings).await?);
+        let generated = platform
+            .bootstrap_admin(&config.admin_username, config.admin_password.clone())
+            .await?;
+        if let Some(password) = generated {
+            let path = write_secret_file(&config.data_dir.join("admin-password"), &password)?;
+            tracing::info!(
+                username = %config.admin_username,
+                password_file = %path.display(),
+                "bootstrap admin password generated"
+            );
+        }
         if config.samples {
             samples::install(&platform).await?;
         }
-        let admin_token = match &config.admin_token {
-            Some(token) => token.clone(),
-            None => admin_token_file(&config.data_dir)?,
-        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         Ok(Server {
             listener,
             platform,
-            admin_token,
             max_request_bytes: config.max_request_bytes,
             native_baseline: config.native_baseline,
         })
@@ -80,10 +90,6 @@ impl Server {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
-    }
-
-    pub fn admin_token(&self) -> &str {
-        &self.admin_token
     }
 
     pub fn platform(&self) -> &Arc<Platform> {
@@ -98,7 +104,6 @@ impl Server {
     ) -> anyhow::Result<()> {
         let state = Arc::new(http::AppState::new(
             self.platform.clone(),
-            &self.admin_token,
             self.max_request_bytes,
         ));
         let mut router = http::router(state);
@@ -114,21 +119,15 @@ impl Server {
     }
 }
 
-/// Reads the admin token kept in the data directory, creating it (readable
-/// by the owner only) on first start.
-fn admin_token_file(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join("admin-token");
-    if let Ok(token) = std::fs::read_to_string(&path) {
-        return Ok(token.trim().to_string());
-    }
-    let token = hex::encode(rand::random::<[u8; 24]>());
+/// Writes a generated secret to `path`, readable by the owner only.
+fn write_secret_file(path: &Path, secret: &str) -> anyhow::Result<PathBuf> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options
-        .open(&path)
+        .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    std::io::Write::write_all(&mut file, token.as_bytes())?;
-    Ok(token)
+    std::io::Write::write_all(&mut file, secret.as_bytes())?;
+    Ok(path.to_path_buf())
 }

@@ -1,4 +1,8 @@
-//! The `miniapp` command: a thin shell over the library.
+//! The `miniapp` command: a thin shell over the library. `miniapp serve`
+//! runs the server; the client commands (`login`, `upload`, `review` …) go
+//! to [`miniapp::cli`]; with no command, the demo server runs.
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use miniapp::Server;
@@ -12,6 +16,9 @@ use tracing_subscriber::EnvFilter;
     about = "An open platform for mini-programs"
 )]
 struct Cli {
+    #[command(flatten)]
+    client: miniapp::cli::Options,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -20,11 +27,14 @@ struct Cli {
 enum Command {
     /// Run the platform server.
     Serve(ServeConfig),
+    #[command(flatten)]
+    Client(miniapp::cli::Command),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let (config, demo) = match cli.command {
+        Some(Command::Client(command)) => return Ok(miniapp::cli::run(cli.client, command)),
         Some(Command::Serve(config)) => (config, false),
         // With no subcommand: the newcomer's demo, the server with the samples installed.
         None => {
@@ -37,7 +47,8 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(serve(config, demo))
+        .block_on(serve(config, demo))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing() {
@@ -63,9 +74,12 @@ async fn serve(config: ServeConfig, demo: bool) -> anyhow::Result<()> {
              \x20 curl 'http://{addr}/apps/hello/any/path?x=1'\n\
              \x20 curl http://{addr}/apps/hostile/spin          # an endless loop, stopped by its limits\n\
              \x20 curl http://{addr}/apps/hostile/wasi/file     # the sandbox has no files\n\
-             \x20 curl -H \"Authorization: Bearer $(cat {token})\" http://{addr}/v1/apps/hello/calls\n\n\
+             \x20 miniapp login --server http://{addr} --username {admin} --password-stdin < {password}\n\
+             \x20 miniapp status --app hello\n\n\
+             (The admin's password is written to {password} on the first start.)\n\
              Stop with Ctrl-C.\n",
-            token = config.data_dir.join("admin-token").display(),
+            admin = config.admin_username,
+            password = config.data_dir.join("admin-password").display(),
         );
     }
     server.run(shutdown_signal()).await

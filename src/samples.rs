@@ -3,31 +3,34 @@
 use crate::domain::AppId;
 use crate::platform::Platform;
 
-/// Each bundled sample: its appid and its built component.
-pub const SAMPLES: &[(&str, &[u8])] = &[
-    (
-        "hello",
-        include_bytes!("../sample-programs/dist/hello.wasm"),
-    ),
-    (
-        "hostile",
-        include_bytes!("../sample-programs/dist/hostile.wasm"),
-    ),
-];
+/// A bundled sample: its appid, its manifest and its built component.
+pub struct Sample {
+    pub appid: &'static str,
+    pub manifest: &'static [u8],
+    pub component: &'static [u8],
+}
 
-/// Uploads every sample whose exact bytes are not already the app's active version.
-pub async fn install(platform: &Platform) -> anyhow::Result<()> {
-    for (name, bytes) in SAMPLES {
-        let appid: AppId = name.parse().map_err(anyhow::Error::msg)?;
-        let digest = crate::domain::Sha256Digest::of(bytes);
-        let current = platform.db().active_version(&appid).await?;
-        if current.is_some_and(|active| active.sha256 == digest) {
-            continue;
+macro_rules! sample {
+    ($name:literal) => {
+        Sample {
+            appid: $name,
+            manifest: include_bytes!(concat!("../sample-programs/", $name, "/manifest.json")),
+            component: include_bytes!(concat!("../sample-programs/dist/", $name, ".wasm")),
         }
+    };
+}
+
+pub const SAMPLES: &[Sample] = &[sample!("hello"), sample!("hostile"), sample!("whoami")];
+
+/// Installs every sample as released by the platform, unless its exact
+/// component is already the app's release.
+pub async fn install(platform: &Platform) -> anyhow::Result<()> {
+    for sample in SAMPLES {
+        let appid: AppId = sample.appid.parse().map_err(anyhow::Error::msg)?;
         platform
-            .upload(&appid, bytes.to_vec())
+            .install_sample(&appid, sample.manifest, sample.component)
             .await
-            .map_err(|err| anyhow::anyhow!("installing sample {name}: {err}"))?;
+            .map_err(|err| anyhow::anyhow!("installing sample {}: {err}", sample.appid))?;
     }
     Ok(())
 }

@@ -11,8 +11,15 @@ use anyhow::Context as _;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
-use crate::domain::{AppId, Sha256Digest};
-use crate::runtime::{ComponentInfo, Limits};
+use crate::domain::AppId;
+
+mod accounts;
+mod apps;
+
+pub use accounts::Grant;
+pub use apps::{
+    AppRecord, AuditEntry, Change, DirectoryEntry, LifecycleError, QueueEntry, Route, VersionRecord,
+};
 
 /// Which engine a [`Db`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,26 +33,6 @@ pub enum Engine {
 pub struct Db {
     pool: AnyPool,
     engine: Engine,
-}
-
-/// The version of an app that users reach.
-#[derive(Debug, Clone)]
-pub struct ActiveVersion {
-    pub version: i64,
-    pub sha256: Sha256Digest,
-    pub limits: Option<Limits>,
-}
-
-/// A stored version of an app.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct VersionRecord {
-    pub appid: AppId,
-    pub version: i64,
-    pub sha256: Sha256Digest,
-    pub size: i64,
-    pub imports: Vec<String>,
-    pub exports: Vec<String>,
-    pub created_at: i64,
 }
 
 /// The usage record of one call.
@@ -155,139 +142,6 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-
-    /// Stores an uploaded component (once per sha256) as the app's next
-    /// version, creating the app on its first upload, and makes it the
-    /// version users reach. Returns the new version number.
-    pub async fn add_version(
-        &self,
-        appid: &AppId,
-        digest: &Sha256Digest,
-        bytes: &[u8],
-        info: &ComponentInfo,
-    ) -> anyhow::Result<i64> {
-        let now = now_ms();
-        let sha = digest.to_string();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO components (sha256, size, bytes, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (sha256) DO NOTHING",
-        )
-        .bind(&sha)
-        .bind(bytes.len() as i64)
-        .bind(bytes)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO apps (appid, created_at) VALUES ($1, $2) ON CONFLICT (appid) DO NOTHING",
-        )
-        .bind(appid.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // One statement both numbers the version and locks the app's row, so
-        // concurrent uploads get distinct numbers on either engine.
-        let version: i64 = sqlx::query(
-            "UPDATE apps SET latest_version = latest_version + 1, active_version = latest_version + 1 \
-             WHERE appid = $1 RETURNING latest_version",
-        )
-        .bind(appid.as_str())
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        sqlx::query(
-            "INSERT INTO versions (appid, version, sha256, imports, exports, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(appid.as_str())
-        .bind(version)
-        .bind(&sha)
-        .bind(serde_json::to_string(&info.imports)?)
-        .bind(serde_json::to_string(&info.exports)?)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(version)
-    }
-
-    /// The version of `appid` that users reach, if the app exists and has one.
-    pub async fn active_version(&self, appid: &AppId) -> anyhow::Result<Option<ActiveVersion>> {
-        let row = sqlx::query(
-            "SELECT v.version, v.sha256, a.limits FROM apps a \
-             JOIN versions v ON v.appid = a.appid AND v.version = a.active_version \
-             WHERE a.appid = $1",
-        )
-        .bind(appid.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let sha: String = row.try_get(1)?;
-        let limits: Option<String> = row.try_get(2)?;
-        Ok(Some(ActiveVersion {
-            version: row.try_get(0)?,
-            sha256: sha.parse().map_err(anyhow::Error::msg)?,
-            limits: limits.map(|l| serde_json::from_str(&l)).transpose()?,
-        }))
-    }
-
-    /// The bytes of a stored component.
-    pub async fn component_bytes(&self, digest: &Sha256Digest) -> anyhow::Result<Vec<u8>> {
-        let row = sqlx::query("SELECT bytes FROM components WHERE sha256 = $1")
-            .bind(digest.to_string())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get(0)?)
-    }
-
-    /// The stored versions of an app, newest first.
-    pub async fn versions(&self, appid: &AppId) -> anyhow::Result<Vec<VersionRecord>> {
-        let rows = sqlx::query(
-            "SELECT v.version, v.sha256, c.size, v.imports, v.exports, v.created_at \
-             FROM versions v JOIN components c ON c.sha256 = v.sha256 \
-             WHERE v.appid = $1 ORDER BY v.version DESC",
-        )
-        .bind(appid.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let sha: String = row.try_get(1)?;
-                let imports: String = row.try_get(3)?;
-                let exports: String = row.try_get(4)?;
-                Ok(VersionRecord {
-                    appid: appid.clone(),
-                    version: row.try_get(0)?,
-                    sha256: sha.parse().map_err(anyhow::Error::msg)?,
-                    size: row.try_get(2)?,
-                    imports: serde_json::from_str(&imports)?,
-                    exports: serde_json::from_str(&exports)?,
-                    created_at: row.try_get(5)?,
-                })
-            })
-            .collect()
-    }
-
-    /// Sets (or with `None`, clears) an app's own limits. Returns whether the app exists.
-    pub async fn set_limits(&self, appid: &AppId, limits: Option<&Limits>) -> anyhow::Result<bool> {
-        let json = limits.map(serde_json::to_string).transpose()?;
-        let done = sqlx::query("UPDATE apps SET limits = $1 WHERE appid = $2")
-            .bind(json)
-            .bind(appid.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Whether the app exists.
-    pub async fn app_exists(&self, appid: &AppId) -> anyhow::Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM apps WHERE appid = $1")
-            .bind(appid.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
     }
 
     /// Writes a batch of usage records, many per statement: with SQLite

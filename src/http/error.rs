@@ -41,7 +41,7 @@ impl ApiError {
             ..ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "this endpoint needs `Authorization: Bearer <admin token>`",
+                "this endpoint needs `Authorization: Bearer <token>`: sign in with POST /v1/sessions",
             )
         }
     }
@@ -66,7 +66,7 @@ impl ApiError {
         }
     }
 
-    fn internal(err: &anyhow::Error) -> Self {
+    pub(super) fn internal(err: &anyhow::Error) -> Self {
         // The cause chain goes to the log, never to the client.
         tracing::error!(error = format!("{err:#}"), "internal error");
         ApiError::new(
@@ -93,14 +93,20 @@ impl From<PlatformError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, code, message)
             }
             PlatformError::TooLarge { limit, .. } => ApiError::too_large("component", limit),
-            PlatformError::AppNotFound(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "app_not_found", message)
+            PlatformError::InvalidManifest(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_manifest", message)
             }
-            PlatformError::NoVersion(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "no_version", message)
+            PlatformError::Unauthenticated(_) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
             }
-            PlatformError::InvalidLimits(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_limits", message)
+            PlatformError::Forbidden(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+            }
+            PlatformError::NotFound(_) => ApiError::not_found(message),
+            PlatformError::Invalid(_) => ApiError::bad_request(message),
+            PlatformError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            PlatformError::Transition(_) => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_transition", message)
             }
             PlatformError::Internal(err) => ApiError::internal(&err),
         }

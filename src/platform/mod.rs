@@ -1,6 +1,10 @@
-//! The platform's operations, between the HTTP layer and the parts: upload a
-//! version, invoke an app, read usage. Owns the cache of ready programs and
-//! the usage recorder.
+//! The platform's operations, between the HTTP layer and the parts: who
+//! may do what (accounts), how a version travels to users (apps), and
+//! running a call of the version a user reaches. Owns the caches of routes,
+//! sessions and ready programs, and the usage recorder.
+
+mod accounts;
+mod apps;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,14 +13,22 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OnceCell, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::db::{CallRecord, Db, StoredCall, VersionRecord, now_ms};
-use crate::domain::{AppId, Sha256Digest};
-use crate::runtime::{CallReport, ComponentInfo, Invocation, Limits, Program, Rejection, Runtime};
+pub use accounts::{NewAccount, Session};
+pub use apps::{AppStatus, Launch, NewApp, VersionDetail, VersionSummary};
 
-/// How long a node trusts its cached idea of an app's active version before
-/// asking the database again. Bounds how stale a node can be when another
-/// node uploads.
-pub const ACTIVE_VERSION_TTL: Duration = Duration::from_secs(2);
+use crate::accounts::{Account, AccountId, Role};
+use crate::db::{CallRecord, Db, LifecycleError, Route, StoredCall, now_ms};
+use crate::domain::AppId;
+use crate::identity::Identity;
+use crate::lifecycle::{Capability, InvalidManifest, InvalidTransition, Manifest};
+use crate::runtime::{
+    CallReport, Grants, IdentityGrant, Invocation, Limits, Program, Rejection, Runtime,
+};
+
+/// How long a node trusts its cached idea of which versions of an app users
+/// reach, and of a session, before asking the database again. Bounds how
+/// stale a node can be when another node releases or revokes.
+pub const CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// Default cap on an uploaded component: 2 MiB.
 pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 2 << 20;
@@ -26,27 +38,69 @@ pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 2 << 20;
 pub enum PlatformError {
     #[error("{0}")]
     Rejected(#[from] Rejection),
+    #[error(transparent)]
+    InvalidManifest(#[from] InvalidManifest),
     #[error("the component is {size} bytes; the limit is {limit} bytes")]
     TooLarge { size: usize, limit: usize },
-    #[error("app {0} not found")]
-    AppNotFound(AppId),
-    #[error("app {0} has no version yet")]
-    NoVersion(AppId),
+    /// No credentials, or credentials that are wrong, expired or revoked.
     #[error("{0}")]
-    InvalidLimits(String),
+    Unauthenticated(String),
+    /// Known caller, not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Transition(#[from] InvalidTransition),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
-/// The result of a successful upload.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Uploaded {
-    pub appid: AppId,
-    pub version: i64,
-    pub sha256: Sha256Digest,
-    pub size: usize,
-    #[serde(flatten)]
-    pub info: ComponentInfo,
+impl From<LifecycleError> for PlatformError {
+    fn from(err: LifecycleError) -> Self {
+        match err {
+            LifecycleError::VersionNotFound(version) => {
+                PlatformError::NotFound(format!("version {version} not found"))
+            }
+            LifecycleError::Transition(transition) => PlatformError::Transition(transition),
+            LifecycleError::Conflict(message) => PlatformError::Conflict(message),
+            LifecycleError::Internal(err) => PlatformError::Internal(err),
+        }
+    }
+}
+
+/// Which version of an app a call reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// The release: the phased version for users in its phase, the
+    /// fallback for the others.
+    Release,
+    /// The trial version, for the app's developer and testers.
+    Trial,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Release => "release",
+            Channel::Trial => "trial",
+        }
+    }
+}
+
+/// Settings of the platform beyond the runtime's.
+#[derive(Debug, Clone)]
+pub struct PlatformSettings {
+    /// Largest component accepted at upload. Defaults to 2 MiB.
+    pub max_component_bytes: usize,
+    /// The limits of versions that ask for none; within the runtime's maxima.
+    pub default_limits: Limits,
+    /// How long a session token lives. Defaults to 7 days.
+    pub session_ttl: Duration,
 }
 
 /// A finished call and the identifiers to find its usage record by.
@@ -56,46 +110,78 @@ pub struct Invoked {
     pub report: CallReport,
 }
 
+/// A version ready to run: compiled and linked, with what its manifest grants.
 struct Ready {
-    version: i64,
     program: Program,
     limits: Limits,
-    checked_at: Instant,
+    manifest: Manifest,
 }
 
 /// A version being loaded: the first caller loads, the others wait for it.
 type Loading = OnceCell<Arc<Ready>>;
 
+struct Cached<T> {
+    value: T,
+    checked_at: Instant,
+}
+
+impl<T> Cached<T> {
+    fn new(value: T) -> Self {
+        Cached {
+            value,
+            checked_at: Instant::now(),
+        }
+    }
+
+    fn fresh(&self) -> bool {
+        self.checked_at.elapsed() < CACHE_TTL
+    }
+}
+
+/// The most sessions a node caches; past it the cache starts over.
+const MAX_CACHED_SESSIONS: usize = 10_000;
+
+/// What a node remembers of an app to route calls without the database.
+#[derive(Clone, Copy)]
+struct AppRoute {
+    route: Route,
+    owner: Option<AccountId>,
+}
+
 /// The platform core shared by every request handler.
 pub struct Platform {
     db: Db,
     runtime: Arc<Runtime>,
-    max_component_bytes: usize,
-    default_limits: Limits,
-    ready: Mutex<HashMap<AppId, Arc<Ready>>>,
+    identity: Arc<Identity>,
+    settings: PlatformSettings,
+    routes: Mutex<HashMap<AppId, Cached<AppRoute>>>,
+    sessions: Mutex<HashMap<String, Cached<Account>>>,
+    programs: Mutex<HashMap<(AppId, i64), Arc<Ready>>>,
     loading: Mutex<HashMap<(AppId, i64), Arc<Loading>>>,
     usage: UsageRecorder,
 }
 
 impl Platform {
-    /// The platform over `db` and `runtime`; apps without limits of their own
-    /// get `default_limits`, which must lie within the runtime's maxima.
-    pub fn new(
+    /// The platform over `db` and `runtime`. `settings.default_limits` must
+    /// lie within the runtime's maxima.
+    pub async fn new(
         db: Db,
         runtime: Runtime,
-        max_component_bytes: usize,
-        default_limits: Limits,
-    ) -> Platform {
+        settings: PlatformSettings,
+    ) -> anyhow::Result<Platform> {
+        let identity = Arc::new(Identity::load(db.clone()).await?);
         let usage = UsageRecorder::start(db.clone());
-        Platform {
+        Ok(Platform {
             db,
             runtime: Arc::new(runtime),
-            max_component_bytes,
-            default_limits,
-            ready: Mutex::new(HashMap::new()),
+            identity,
+            settings,
+            routes: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            programs: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
             usage,
-        }
+        })
     }
 
     pub fn db(&self) -> &Db {
@@ -106,68 +192,38 @@ impl Platform {
         &self.runtime
     }
 
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     pub fn max_component_bytes(&self) -> usize {
-        self.max_component_bytes
+        self.settings.max_component_bytes
     }
 
-    /// Validates, compiles and stores a component as the app's next version.
-    /// Nothing is stored or compiled for a component that fails inspection.
-    pub async fn upload(&self, appid: &AppId, bytes: Vec<u8>) -> Result<Uploaded, PlatformError> {
-        if bytes.len() > self.max_component_bytes {
-            return Err(PlatformError::TooLarge {
-                size: bytes.len(),
-                limit: self.max_component_bytes,
-            });
-        }
-        let info = self.runtime.inspect(&bytes)?;
-        let digest = Sha256Digest::of(&bytes);
-        let runtime = self.runtime.clone();
-        let (program, bytes) = tokio::task::spawn_blocking(move || {
-            let program = runtime.prepare(&digest, &bytes);
-            (program, bytes)
-        })
-        .await
-        .map_err(anyhow::Error::from)?;
-        let program = program?;
-        let version = self.db.add_version(appid, &digest, &bytes, &info).await?;
-        let limits = self.limits_of(appid).await?;
-        self.remember(appid, version, program, limits);
-        tracing::info!(%appid, version, %digest, size = bytes.len(), "version uploaded");
-        Ok(Uploaded {
-            appid: appid.clone(),
-            version,
-            sha256: digest,
-            size: bytes.len(),
-            info,
-        })
-    }
-
-    /// Gives an app its own limits within the platform maxima, or with
-    /// `None` returns it to the platform defaults.
-    pub async fn set_limits(
-        &self,
-        appid: &AppId,
-        limits: Option<Limits>,
-    ) -> Result<Limits, PlatformError> {
-        if let Some(limits) = &limits {
-            limits
-                .check_within(&self.runtime.config().max_limits)
-                .map_err(PlatformError::InvalidLimits)?;
-        }
-        if !self.db.set_limits(appid, limits.as_ref()).await? {
-            return Err(PlatformError::AppNotFound(appid.clone()));
-        }
-        self.forget(appid);
-        Ok(limits.unwrap_or(self.default_limits))
-    }
-
-    /// Runs one invocation of the app's active version and records its usage.
+    /// Runs one invocation of the version of `appid` that `caller` reaches
+    /// on `channel`, and records its usage.
     pub async fn invoke(
         &self,
         appid: &AppId,
+        channel: Channel,
+        caller: Option<&Account>,
         invocation: Invocation,
     ) -> Result<Invoked, PlatformError> {
-        let ready = self.ready(appid).await?;
+        let app = self.app_route(appid).await?;
+        let version = self.reached_version(appid, &app, channel, caller).await?;
+        let ready = self.ready(appid, version).await?;
+        let grants = Grants {
+            identity: ready
+                .manifest
+                .declares(Capability::Identity)
+                .then(|| IdentityGrant {
+                    service: self.identity.clone(),
+                    appid: appid.clone(),
+                    owner: app.owner,
+                    caller: caller.map(|account| account.id),
+                    scopes: ready.manifest.scopes.clone(),
+                }),
+        };
         let entry = match invocation {
             Invocation::Request(_) => "request",
             Invocation::Event(_) => "event",
@@ -175,18 +231,18 @@ impl Platform {
         let started_at = now_ms();
         let report = self
             .runtime
-            .call(&ready.program, &ready.limits, invocation)
+            .call(&ready.program, &ready.limits, grants, invocation)
             .await;
         let call_id = new_call_id();
         tracing::debug!(
-            %appid, version = ready.version, call_id, outcome = report.outcome.kind(),
+            %appid, version, call_id, outcome = report.outcome.kind(),
             fuel = report.usage.fuel_consumed, "call finished"
         );
         self.usage
             .record(CallRecord {
                 id: call_id.clone(),
                 appid: appid.clone(),
-                version: ready.version,
+                version,
                 entry,
                 started_at,
                 fuel_consumed: report.usage.fuel_consumed,
@@ -200,38 +256,88 @@ impl Platform {
             .await;
         Ok(Invoked {
             call_id,
-            version: ready.version,
+            version,
             report,
         })
     }
 
-    /// The versions of an app, newest first.
-    pub async fn versions(&self, appid: &AppId) -> Result<Vec<VersionRecord>, PlatformError> {
-        let versions = self.db.versions(appid).await?;
-        if versions.is_empty() && !self.db.app_exists(appid).await? {
-            return Err(PlatformError::AppNotFound(appid.clone()));
+    /// Which version `caller` reaches on `channel`.
+    async fn reached_version(
+        &self,
+        appid: &AppId,
+        app: &AppRoute,
+        channel: Channel,
+        caller: Option<&Account>,
+    ) -> Result<i64, PlatformError> {
+        match channel {
+            Channel::Release => {
+                let route = &app.route;
+                let Some(released) = route.released_version else {
+                    return Err(PlatformError::NotFound(format!(
+                        "app {appid} has no release yet"
+                    )));
+                };
+                let in_phase = caller.is_some_and(|account| {
+                    crate::lifecycle::in_phase(appid, released, account.id, route.release_percent)
+                });
+                if in_phase || route.release_percent >= 100 {
+                    return Ok(released);
+                }
+                route.fallback_version.ok_or_else(|| {
+                    PlatformError::NotFound(format!("app {appid} is not released to you yet"))
+                })
+            }
+            Channel::Trial => {
+                let Some(caller) = caller else {
+                    return Err(PlatformError::Unauthenticated(
+                        "trial versions open only for signed-in testers: send                          `Authorization: Bearer <token>`"
+                            .into(),
+                    ));
+                };
+                let Some(trial) = app.route.trial_version else {
+                    return Err(PlatformError::NotFound(format!(
+                        "app {appid} has no trial version"
+                    )));
+                };
+                let allowed = app.owner == Some(caller.id)
+                    || caller.has(Role::Admin)
+                    || self.db.is_tester(appid, caller.id).await?;
+                if !allowed {
+                    return Err(PlatformError::Forbidden(format!(
+                        "the trial version of {appid} is open only to its developer and testers"
+                    )));
+                }
+                Ok(trial)
+            }
         }
-        Ok(versions)
     }
 
     /// The latest usage records of an app, newest first. Includes every call
     /// this node has finished.
     pub async fn recent_calls(
         &self,
+        account: &Account,
         appid: &AppId,
         limit: i64,
     ) -> Result<Vec<StoredCall>, PlatformError> {
+        self.owned_app(account, appid).await?;
         self.usage.flush().await;
-        if !self.db.app_exists(appid).await? {
-            return Err(PlatformError::AppNotFound(appid.clone()));
-        }
         Ok(self.db.recent_calls(appid, limit).await?)
     }
 
     /// One call's usage record and log.
-    pub async fn call(&self, appid: &AppId, id: &str) -> Result<Option<StoredCall>, PlatformError> {
+    pub async fn call(
+        &self,
+        account: &Account,
+        appid: &AppId,
+        id: &str,
+    ) -> Result<StoredCall, PlatformError> {
+        self.owned_app(account, appid).await?;
         self.usage.flush().await;
-        Ok(self.db.call(appid, id).await?)
+        self.db
+            .call(appid, id)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(format!("call {id} of app {appid} not found")))
     }
 
     /// Writes every pending usage record and stops the recorder.
@@ -239,82 +345,69 @@ impl Platform {
         self.usage.shutdown().await;
     }
 
-    async fn limits_of(&self, appid: &AppId) -> anyhow::Result<Limits> {
-        Ok(self
-            .db
-            .active_version(appid)
-            .await?
-            .and_then(|active| active.limits)
-            .unwrap_or(self.default_limits))
-    }
-
-    fn remember(
-        &self,
-        appid: &AppId,
-        version: i64,
-        program: Program,
-        limits: Limits,
-    ) -> Arc<Ready> {
-        let ready = Arc::new(Ready {
-            version,
-            program,
-            limits,
-            checked_at: Instant::now(),
-        });
-        lock(&self.ready).insert(appid.clone(), ready.clone());
-        ready
-    }
-
-    fn forget(&self, appid: &AppId) {
-        lock(&self.ready).remove(appid);
-    }
-
-    /// The app's active version, ready to run: from this node's cache while
-    /// fresh, else loaded (from the artifact cache, or compiled) once even
-    /// under concurrent first calls.
-    async fn ready(&self, appid: &AppId) -> Result<Arc<Ready>, PlatformError> {
-        let cached = lock(&self.ready).get(appid).cloned();
-        if let Some(ready) = &cached
-            && ready.checked_at.elapsed() < ACTIVE_VERSION_TTL
+    /// The app's routing facts: from this node's cache while fresh.
+    async fn app_route(&self, appid: &AppId) -> Result<AppRoute, PlatformError> {
+        if let Some(cached) = lock(&self.routes).get(appid)
+            && cached.fresh()
         {
+            return Ok(cached.value);
+        }
+        let app = self
+            .db
+            .app(appid)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(format!("app {appid} not found")))?;
+        let route = AppRoute {
+            route: app.release,
+            owner: app.owner_id,
+        };
+        let mut routes = lock(&self.routes);
+        routes.insert(appid.clone(), Cached::new(route));
+        // Programs of versions no longer routed to are dropped with the route change.
+        let routed = [
+            route.route.released_version,
+            route.route.fallback_version,
+            route.route.trial_version,
+        ];
+        lock(&self.programs)
+            .retain(|(app, version), _| app != appid || routed.contains(&Some(*version)));
+        Ok(route)
+    }
+
+    /// Forgets what this node cached about an app's routing, after a change.
+    fn forget_route(&self, appid: &AppId) {
+        lock(&self.routes).remove(appid);
+    }
+
+    /// A version ready to run: from this node's cache, else loaded (from
+    /// the artifact cache, or compiled) once even under concurrent first calls.
+    async fn ready(&self, appid: &AppId, version: i64) -> Result<Arc<Ready>, PlatformError> {
+        let key = (appid.clone(), version);
+        if let Some(ready) = lock(&self.programs).get(&key) {
             return Ok(ready.clone());
         }
-        let Some(active) = self.db.active_version(appid).await? else {
-            return Err(if self.db.app_exists(appid).await? {
-                PlatformError::NoVersion(appid.clone())
-            } else {
-                PlatformError::AppNotFound(appid.clone())
-            });
-        };
-        let limits = active.limits.unwrap_or(self.default_limits);
-        if let Some(ready) = cached
-            && ready.version == active.version
-            && ready.limits == limits
-        {
-            return Ok(self.remember(appid, ready.version, ready.program.clone(), limits));
-        }
-
-        let key = (appid.clone(), active.version);
         let cell = lock(&self.loading).entry(key.clone()).or_default().clone();
         let loaded = cell
             .get_or_try_init(|| async {
-                let bytes = self.db.component_bytes(&active.sha256).await?;
+                let (digest, manifest) =
+                    self.db.runnable(appid, version).await?.ok_or_else(|| {
+                        PlatformError::NotFound(format!("version {version} not found"))
+                    })?;
+                let bytes = self.db.component_bytes(&digest).await?;
                 let runtime = self.runtime.clone();
-                let digest = active.sha256;
                 let program = tokio::task::spawn_blocking(move || runtime.prepare(&digest, &bytes))
                     .await
                     .map_err(anyhow::Error::from)??;
                 Ok::<_, PlatformError>(Arc::new(Ready {
-                    version: active.version,
                     program,
-                    limits,
-                    checked_at: Instant::now(),
+                    limits: manifest.limits.over(self.settings.default_limits),
+                    manifest,
                 }))
             })
             .await;
         lock(&self.loading).remove(&key);
         let loaded = loaded?.clone();
-        lock(&self.ready).insert(appid.clone(), loaded.clone());
+        lock(&self.programs).insert(key, loaded.clone());
         Ok(loaded)
     }
 }

@@ -51,7 +51,9 @@ fn world_name() -> String {
 }
 
 /// The interfaces of the `miniapp:host` package a component may import.
-const HOST_IMPORTS: &[&str] = &["types", "log"];
+/// Capabilities among them are further limited by each version's manifest
+/// (see `lifecycle::capability_diff`).
+const HOST_IMPORTS: &[&str] = &["types", "log", "identity"];
 
 /// The interfaces of the `miniapp:host` package a component must export.
 const HOST_EXPORTS: &[&str] = &["handler", "events"];
@@ -153,7 +155,7 @@ fn top_level_names(bytes: &[u8]) -> Result<ComponentInfo, Rejection> {
 }
 
 /// Splits `miniapp:host/<interface>@<version>` into interface and version.
-fn host_interface(name: &str) -> Option<(&str, &str)> {
+pub(super) fn host_interface(name: &str) -> Option<(&str, &str)> {
     let rest = name.strip_prefix(contract::PACKAGE)?.strip_prefix('/')?;
     rest.split_once('@')
 }

@@ -31,6 +31,7 @@ use crate::domain::Sha256Digest;
 use artifacts::ArtifactCache;
 pub use call_log::DEFAULT_LOG_LIMIT;
 use call_log::SharedLog;
+pub use host::IdentityGrant;
 pub use inspect::{ComponentInfo, Rejection};
 pub use limits::Limits;
 use limits::{InstanceLimiter, MemoryLimitExceeded};
@@ -105,6 +106,20 @@ pub struct Runtime {
 #[derive(Clone)]
 pub struct Program {
     pre: MiniProgramPre<CallState>,
+}
+
+/// The interface a `miniapp:host/<interface>@<version>` import names, or
+/// `None` for imports outside the package (WASI).
+pub fn host_interface_name(import: &str) -> Option<&str> {
+    inspect::host_interface(import).map(|(interface, _version)| interface)
+}
+
+/// What one call is granted beyond `log`: one field per capability, `None`
+/// where the version's manifest does not declare it. The host functions of
+/// a capability check their grant first and answer `denied` without it.
+#[derive(Default)]
+pub struct Grants {
+    pub identity: Option<host::IdentityGrant>,
 }
 
 /// What a call runs: a user's request, or a platform event.
@@ -182,6 +197,7 @@ pub struct CallState {
     limiter: InstanceLimiter,
     log: SharedLog,
     host_calls: u64,
+    grants: Grants,
     wasi: Option<wasmtime_wasi::WasiCtx>,
     table: ResourceTable,
 }
@@ -286,12 +302,13 @@ impl Runtime {
         Ok(Program { pre })
     }
 
-    /// Runs one invocation in a fresh instance under `limits`. Never fails:
-    /// every way a call can end is an [`Outcome`].
+    /// Runs one invocation in a fresh instance under `limits`, with what
+    /// `grants` allows. Never fails: every way a call can end is an [`Outcome`].
     pub async fn call(
         &self,
         program: &Program,
         limits: &Limits,
+        grants: Grants,
         invocation: Invocation,
     ) -> CallReport {
         let log = SharedLog::new(self.config.log_limit);
@@ -307,6 +324,7 @@ impl Runtime {
                 limiter: InstanceLimiter::new(limits),
                 log: log.clone(),
                 host_calls: 0,
+                grants,
                 wasi: None,
                 table: ResourceTable::new(),
             },

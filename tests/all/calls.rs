@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{HELLO, HOSTILE, ProcessServer, TOKEN, TestServer, config, on_each_engine};
+use crate::support::{HELLO, HOSTILE, ProcessServer, TestServer, config, on_each_engine};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_round_trip_leaves_a_usage_record() {
@@ -41,7 +41,7 @@ async fn hello_round_trip_leaves_a_usage_record() {
 
         assert_eq!(record["outcome"], "ok");
         assert_eq!(record["entry"], "request");
-        assert_eq!(record["version"], uploaded["version"]);
+        assert_eq!(record["version"], uploaded);
         assert!(record["fuel_consumed"].as_i64().unwrap() > 0, "{record}");
         assert!(
             record["peak_memory_bytes"].as_i64().unwrap() > 0,
@@ -56,7 +56,7 @@ async fn hello_round_trip_leaves_a_usage_record() {
             "{record}"
         );
 
-        let (status, listing) = server.admin_get("/v1/apps/hello/calls?limit=10").await;
+        let (status, listing) = server.dev_get("/v1/apps/hello/calls?limit=10").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(listing["calls"].as_array().unwrap().len(), 4);
         assert!(
@@ -77,10 +77,11 @@ async fn guests_never_see_the_callers_credentials() {
         let dir = tempfile::tempdir().unwrap();
         let server = TestServer::start(config(&db, dir.path())).await;
         server.upload_ok("hostile", HOSTILE).await;
+        let session = server.account("caller", &[]).await;
         let response = server
             .client
             .get(server.url("/apps/hostile/headers"))
-            .header("authorization", "Bearer platform-session")
+            .header("authorization", format!("Bearer {session}"))
             .header("cookie", "session=secret")
             .header("x-request-note", "visible")
             .send()
@@ -109,7 +110,7 @@ async fn calls_to_unknown_apps_and_oversized_bodies_are_refused() {
         let missing = server.get("/apps/nobody/").await;
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
         let body: Value = missing.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "app_not_found");
+        assert_eq!(body["error"]["code"], "not_found");
 
         let invalid = server.get("/apps/..%2Fetc/").await;
         assert_eq!(invalid.status(), StatusCode::NOT_FOUND);
@@ -130,16 +131,16 @@ async fn calls_to_unknown_apps_and_oversized_bodies_are_refused() {
                 .unwrap()
                 .contains("1024 bytes")
         );
-        let (_, listing) = server.admin_get("/v1/apps/hello/calls").await;
+        let (_, listing) = server.dev_get("/v1/apps/hello/calls").await;
         assert_eq!(
             listing["calls"].as_array().unwrap().len(),
             0,
             "a refused request runs nothing"
         );
 
-        let (status, body) = server.admin_get("/v1/apps/hello/calls/0000").await;
+        let (status, body) = server.dev_get("/v1/apps/hello/calls/0000").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-        let (status, _) = server.admin_get("/v1/apps/hello/calls?limit=0").await;
+        let (status, _) = server.dev_get("/v1/apps/hello/calls?limit=0").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         server.stop().await;
         db
@@ -194,15 +195,7 @@ async fn thousand_calls_in_a_row_do_not_grow_resident_memory() {
     on_each_engine(|_, db| async move {
         let dir = tempfile::tempdir().unwrap();
         let server = ProcessServer::spawn(&db, dir.path()).await;
-        let uploaded = server
-            .client
-            .post(server.url("/v1/apps/hello/versions"))
-            .bearer_auth(TOKEN)
-            .body(HELLO.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(uploaded.status(), StatusCode::CREATED);
+        server.upload_ok("hello", HELLO).await;
         let call = |n: usize| {
             let client = server.client.clone();
             let url = server.url(&format!("/apps/hello/item/{n}?q={n}"));
@@ -239,27 +232,14 @@ async fn sigterm_finishes_in_flight_calls_and_keeps_their_usage() {
     on_each_engine(|_, db| async move {
         let dir = tempfile::tempdir().unwrap();
         let mut server = ProcessServer::spawn(&db, dir.path()).await;
-        let admin = |request: reqwest::RequestBuilder| request.bearer_auth(TOKEN).send();
-        let uploaded = admin(
-            server
-                .client
-                .post(server.url("/v1/apps/hostile/versions"))
-                .body(HOSTILE.to_vec()),
-        )
-        .await
-        .unwrap();
-        assert_eq!(uploaded.status(), StatusCode::CREATED);
-        let limits = serde_json::json!({"fuel": 20_000_000_000u64, "deadline_ms": 1500,
-            "memory_bytes": 64 << 20, "table_elements": 20_000, "instances": 32});
-        let set = admin(
-            server
-                .client
-                .put(server.url("/v1/apps/hostile/limits"))
-                .json(&limits),
-        )
-        .await
-        .unwrap();
-        assert_eq!(set.status(), StatusCode::OK);
+        let limits = serde_json::json!({"fuel": 20_000_000_000u64, "deadline_ms": 1500});
+        server
+            .deploy(
+                "hostile",
+                HOSTILE,
+                serde_json::json!({"name": "hostile", "version": "1", "limits": limits}),
+            )
+            .await;
 
         let in_flight = tokio::spawn(server.client.get(server.url("/apps/hostile/spin")).send());
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -2,7 +2,7 @@
 //! refused (to be redelivered), or stopped by the limits like any call.
 
 use miniapp::domain::Sha256Digest;
-use miniapp::runtime::{Event, Invocation, Limits, Outcome, Reply, Runtime, RuntimeConfig};
+use miniapp::runtime::{Event, Grants, Invocation, Limits, Outcome, Reply, Runtime, RuntimeConfig};
 
 use crate::support::{HELLO, HOSTILE};
 
@@ -25,7 +25,12 @@ async fn events_are_acknowledged_refused_or_stopped() {
     let limits = Limits::platform_default();
 
     let acked = runtime
-        .call(&hello, &limits, event("payment.succeeded"))
+        .call(
+            &hello,
+            &limits,
+            Grants::default(),
+            event("payment.succeeded"),
+        )
         .await;
     assert_eq!(acked.outcome, Outcome::Ok);
     assert!(
@@ -34,7 +39,9 @@ async fn events_are_acknowledged_refused_or_stopped() {
         acked.reply
     );
 
-    let refused = runtime.call(&hostile, &limits, event("reject")).await;
+    let refused = runtime
+        .call(&hostile, &limits, Grants::default(), event("reject"))
+        .await;
     assert_eq!(
         refused.outcome,
         Outcome::Ok,
@@ -55,7 +62,9 @@ async fn events_are_acknowledged_refused_or_stopped() {
         deadline_ms: 200,
         ..limits
     };
-    let stuck = runtime.call(&hostile, &short, event("spin")).await;
+    let stuck = runtime
+        .call(&hostile, &short, Grants::default(), event("spin"))
+        .await;
     assert_eq!(stuck.outcome, Outcome::Deadline);
     assert!(stuck.reply.is_none());
     assert!(

@@ -4,7 +4,10 @@
 
 mod artifacts;
 mod calls;
+mod cli;
 mod events;
+mod identity;
+mod lifecycle;
 mod sandbox;
 mod support;
 mod upload;

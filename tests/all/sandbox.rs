@@ -25,17 +25,16 @@ async fn infinite_loop_stops_at_the_deadline_while_other_calls_are_served() {
     on_each_engine(|_, db| async move {
         let dir = tempfile::tempdir().unwrap();
         let server = TestServer::start(config(&db, dir.path())).await;
-        server.upload_ok("hostile", HOSTILE).await;
-        server.upload_ok("hello", HELLO).await;
         // Fuel far beyond what 500 ms can burn, so the deadline is what stops it.
-        let (status, body) = server
-            .set_limits(
+        let limits = json!({"fuel": 20_000_000_000u64, "deadline_ms": 500});
+        server
+            .deploy(
                 "hostile",
-                json!({"fuel": 20_000_000_000u64, "deadline_ms": 500, "memory_bytes": 64 << 20,
-                       "table_elements": 20_000, "instances": 32}),
+                HOSTILE,
+                json!({"name": "hostile", "version": "1", "limits": limits}),
             )
             .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        server.upload_ok("hello", HELLO).await;
 
         let spinners: Vec<_> = (0..2)
             .map(|_| {
@@ -133,15 +132,14 @@ async fn fuel_burner_runs_out_of_fuel() {
     on_each_engine(|_, db| async move {
         let dir = tempfile::tempdir().unwrap();
         let server = TestServer::start(config(&db, dir.path())).await;
-        server.upload_ok("hostile", HOSTILE).await;
-        let (status, _) = server
-            .set_limits(
+        let limits = json!({"fuel": 5_000_000, "deadline_ms": 10_000});
+        server
+            .deploy(
                 "hostile",
-                json!({"fuel": 5_000_000, "deadline_ms": 10_000, "memory_bytes": 64 << 20,
-                       "table_elements": 20_000, "instances": 32}),
+                HOSTILE,
+                json!({"name": "hostile", "version": "1", "limits": limits}),
             )
             .await;
-        assert_eq!(status, StatusCode::OK);
         let small = server.get("/apps/hostile/burn?n=1000").await;
         assert_eq!(
             small.status(),

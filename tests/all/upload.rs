@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{HELLO, HOSTILE, TestServer, config, on_each_engine};
+use crate::support::{HELLO, HOSTILE, TestServer, WHOAMI, config, manifest, on_each_engine};
 
 /// Asserts the upload was refused with `status` and `code`, that its message
 /// mentions `needle`, and that nothing was stored or compiled.
@@ -15,7 +15,19 @@ async fn assert_refused(
     code: &str,
     needle: &str,
 ) {
-    let response = server.upload(appid, bytes).await;
+    assert_refused_with(server, appid, &manifest(appid), bytes, status, code, needle).await;
+}
+
+async fn assert_refused_with(
+    server: &TestServer,
+    appid: &str,
+    manifest: &Value,
+    bytes: &[u8],
+    status: StatusCode,
+    code: &str,
+    needle: &str,
+) {
+    let response = server.upload(appid, manifest, bytes).await;
     assert_eq!(response.status(), status);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], code, "{body}");
@@ -25,10 +37,9 @@ async fn assert_refused(
         "message {message:?} should mention {needle:?}"
     );
 
-    let (status, body) = server
-        .admin_get(&format!("/v1/apps/{appid}/versions"))
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "nothing stored: {body}");
+    let (status, body) = server.dev_get(&format!("/v1/apps/{appid}/versions")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["versions"], serde_json::json!([]), "nothing stored");
     let artifacts = std::fs::read_dir(server.data_dir.join("artifacts"))
         .unwrap()
         .count();
@@ -133,6 +144,41 @@ async fn bad_uploads_are_refused_naming_the_problem_and_store_nothing() {
         )
         .await;
 
+        let greedy = serde_json::json!({"name": "greedy", "version": "1",
+            "limits": {"memory_bytes": 1u64 << 40}});
+        assert_refused_with(
+            &server,
+            "greedy",
+            &greedy,
+            HELLO,
+            StatusCode::BAD_REQUEST,
+            "invalid_manifest",
+            "memory_bytes",
+        )
+        .await;
+        let nameless = serde_json::json!({"version": "1"});
+        assert_refused_with(
+            &server,
+            "nameless",
+            &nameless,
+            HELLO,
+            StatusCode::BAD_REQUEST,
+            "invalid_manifest",
+            "missing field `name`",
+        )
+        .await;
+        let undeclared = manifest("undeclared");
+        assert_refused_with(
+            &server,
+            "undeclared",
+            &undeclared,
+            WHOAMI,
+            StatusCode::BAD_REQUEST,
+            "invalid_manifest",
+            "imports the identity capability",
+        )
+        .await;
+
         server.stop().await;
         db
     })
@@ -140,10 +186,11 @@ async fn bad_uploads_are_refused_naming_the_problem_and_store_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_developer_api_needs_the_admin_token() {
+async fn uploading_needs_the_apps_own_developer() {
     on_each_engine(|_, db| async move {
         let dir = tempfile::tempdir().unwrap();
         let server = TestServer::start(config(&db, dir.path())).await;
+        server.ensure_app("hello").await;
         let url = server.url("/v1/apps/hello/versions");
         let anonymous = server
             .client
@@ -159,7 +206,7 @@ async fn the_developer_api_needs_the_admin_token() {
         let wrong = server
             .client
             .post(&url)
-            .bearer_auth("guess")
+            .bearer_auth("mat_guess")
             .body(HELLO.to_vec())
             .send()
             .await
@@ -167,12 +214,29 @@ async fn the_developer_api_needs_the_admin_token() {
         assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
         let body: Value = wrong.json().await.unwrap();
         assert_eq!(body["error"]["code"], "unauthorized");
-        let (status, _) = server.admin_get("/v1/apps/hello/versions").await;
-        assert_eq!(
-            status,
-            StatusCode::NOT_FOUND,
-            "the refused uploads stored nothing"
+
+        let user = server.account("plainuser", &[]).await;
+        let response = server
+            .upload_as(&user, "hello", &manifest("hello"), HELLO)
+            .await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let rival = server.account("rival", &["developer"]).await;
+        let response = server
+            .upload_as(&rival, "hello", &manifest("hello"), HELLO)
+            .await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("another developer"),
+            "{body}"
         );
+
+        let (status, body) = server.dev_get("/v1/apps/hello/versions").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["versions"], serde_json::json!([]), "nothing stored");
         server.stop().await;
         db
     })
@@ -180,41 +244,57 @@ async fn the_developer_api_needs_the_admin_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uploads_are_versioned_and_the_latest_is_served() {
+async fn uploads_are_versioned_and_only_a_release_is_served() {
     on_each_engine(|_, db| async move {
         let dir = tempfile::tempdir().unwrap();
         let server = TestServer::start(config(&db, dir.path())).await;
 
-        let first = server.upload_ok("greeter", HELLO).await;
+        let response = server.upload("greeter", &manifest("greeter"), HELLO).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let first: Value = response.json().await.unwrap();
         assert_eq!(first["version"], 1);
+        assert_eq!(first["state"], "development");
         assert_eq!(first["size"], HELLO.len());
         assert_eq!(first["sha256"].as_str().unwrap().len(), 64);
         assert_eq!(
             first["imports"],
-            serde_json::json!(["miniapp:host/log@0.1.0", "miniapp:host/types@0.1.0"])
+            serde_json::json!(["miniapp:host/log@0.1.1", "miniapp:host/types@0.1.1"])
         );
+        let unreleased = server.get("/apps/greeter/").await;
+        assert_eq!(unreleased.status(), StatusCode::NOT_FOUND, "in development");
 
-        // The same appid now runs a different program.
-        let second = server.upload_ok("greeter", HOSTILE).await;
-        assert_eq!(second["version"], 2);
+        // A released version is served; the same appid can then run another program.
+        server.deploy("greeter", HELLO, manifest("greeter")).await;
+        assert_eq!(server.get("/apps/greeter/").await.status(), StatusCode::OK);
+        let third = server.deploy("greeter", HOSTILE, manifest("greeter")).await;
+        assert_eq!(third, 3);
         let response = server.get("/apps/greeter/wasi/env").await;
         assert_eq!(response.status(), StatusCode::OK);
 
-        let (status, listing) = server.admin_get("/v1/apps/greeter/versions").await;
+        let (status, listing) = server.dev_get("/v1/apps/greeter/versions").await;
         assert_eq!(status, StatusCode::OK);
         let versions = listing["versions"].as_array().unwrap();
-        assert_eq!(versions.len(), 2);
-        assert_eq!(versions[0]["version"], 2, "newest first");
-        assert_eq!(versions[1]["sha256"], first["sha256"]);
+        assert_eq!(versions.len(), 3);
+        assert_eq!(versions[0]["version"], 3, "newest first");
+        assert_eq!(versions[0]["state"], "released");
+        assert_eq!(versions[1]["state"], "retired");
+        assert_eq!(versions[2]["sha256"], first["sha256"]);
 
-        let bad_appid = server.upload("Not_An_Id", HELLO).await;
-        assert_eq!(bad_appid.status(), StatusCode::BAD_REQUEST);
-        let body: Value = bad_appid.json().await.unwrap();
+        let dev = server.developer().await;
+        let (status, body) = server
+            .post_as(
+                &dev,
+                "/v1/apps",
+                serde_json::json!({"appid": "Not_An_Id", "name": "x"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(
             body["error"]["message"]
                 .as_str()
                 .unwrap()
-                .contains("invalid appid")
+                .contains("invalid appid"),
+            "{body}"
         );
         server.stop().await;
         db
@@ -223,55 +303,56 @@ async fn uploads_are_versioned_and_the_latest_is_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn app_limits_stay_within_platform_maxima() {
+async fn manifests_and_bodies_are_bounded() {
     on_each_engine(|_, db| async move {
         let dir = tempfile::tempdir().unwrap();
         let server = TestServer::start(config(&db, dir.path())).await;
-        let limits = serde_json::json!({
-            "fuel": 1_000_000, "deadline_ms": 200, "memory_bytes": 16 << 20,
-            "table_elements": 10_000, "instances": 16
-        });
-        let (status, body) = server.set_limits("nobody", limits.clone()).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let mut huge = manifest("hello");
+        huge["description"] = "x".repeat(70 << 10).into();
+        let response = server.upload("hello", &huge, HELLO).await;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "too_large", "{body}");
 
-        server.upload_ok("hello", HELLO).await;
-        let (status, body) = server.set_limits("hello", limits.clone()).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body, limits);
-
-        let mut greedy = limits.clone();
-        greedy["memory_bytes"] = serde_json::json!(1u64 << 40);
-        let (status, body) = server.set_limits("hello", greedy).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(body["error"]["code"], "invalid_limits");
+        let dev = server.developer().await;
+        let no_form = server
+            .client
+            .post(server.url("/v1/apps/hello/versions"))
+            .bearer_auth(&dev)
+            .body(HELLO.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(no_form.status(), StatusCode::BAD_REQUEST);
+        let body: Value = no_form.json().await.unwrap();
         assert!(
             body["error"]["message"]
                 .as_str()
                 .unwrap()
-                .contains("memory_bytes"),
+                .contains("multipart"),
             "{body}"
         );
+        let missing = server
+            .client
+            .post(server.url("/v1/apps/hello/versions"))
+            .bearer_auth(&dev)
+            .multipart(
+                reqwest::multipart::Form::new().text("manifest", manifest("hello").to_string()),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
 
         let oversized = server
             .client
-            .put(server.url("/v1/apps/hello/limits"))
-            .bearer_auth(crate::support::TOKEN)
+            .post(server.url("/v1/apps"))
+            .bearer_auth(&dev)
             .body(vec![b' '; 17 << 10])
             .send()
             .await
             .unwrap();
         assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        let body: Value = oversized.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "too_large", "{body}");
-
-        let mut partial = limits.clone();
-        partial.as_object_mut().unwrap().remove("fuel");
-        let (status, body) = server.set_limits("hello", partial).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(
-            body["error"]["message"].as_str().unwrap().contains("fuel"),
-            "{body}"
-        );
         server.stop().await;
         db
     })

@@ -1,0 +1,258 @@
+//! Accounts and sessions: sign-up, login, roles, revocation, the bootstrap
+//! admin, and users' grants of scopes to apps.
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Cached, MAX_CACHED_SESSIONS, Platform, PlatformError, lock};
+use crate::accounts::{self, Account, Password, Role, Roles, Username};
+use crate::db::{Grant, now_ms};
+use crate::domain::AppId;
+use crate::lifecycle::Scope;
+
+/// A sign-up.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    pub username: Username,
+    pub password: String,
+    #[serde(default)]
+    pub nickname: Option<String>,
+    #[serde(default)]
+    pub avatar_url: Option<String>,
+    #[serde(default)]
+    pub roles: Roles,
+}
+
+/// A signed-in session: the bearer token is shown only here.
+#[derive(Debug, Serialize)]
+pub struct Session {
+    pub token: String,
+    pub expires_at: i64,
+    pub account: Account,
+}
+
+/// A hash to verify against when the username is unknown, so a failed
+/// login takes as long whether or not the account exists.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        Password::parse("decoy password".into())
+            .and_then(|password| password.hash().map_err(|err| err.to_string()))
+            .unwrap_or_default()
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PlatformError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| PlatformError::Internal(err.into()))
+}
+
+impl Platform {
+    /// Creates an account. Anyone may sign up as a user or a developer;
+    /// only an admin may create reviewers and admins.
+    pub async fn sign_up(
+        &self,
+        by: Option<&Account>,
+        new: NewAccount,
+    ) -> Result<Account, PlatformError> {
+        let privileged = new.roles.contains(Role::Admin) || new.roles.contains(Role::Reviewer);
+        if privileged && !by.is_some_and(|account| account.has(Role::Admin)) {
+            return Err(PlatformError::Forbidden(
+                "only an admin can create reviewer or admin accounts".into(),
+            ));
+        }
+        self.create_account(new).await
+    }
+
+    /// Creates an account without asking who may: for callers that checked.
+    pub(crate) async fn create_account(&self, new: NewAccount) -> Result<Account, PlatformError> {
+        let password = Password::parse(new.password).map_err(PlatformError::Invalid)?;
+        let nickname = new.nickname.unwrap_or_else(|| new.username.to_string());
+        let avatar_url = new.avatar_url.unwrap_or_default();
+        if !(1..=64).contains(&nickname.chars().count()) {
+            return Err(PlatformError::Invalid(
+                "nickname must have 1 to 64 characters".into(),
+            ));
+        }
+        if avatar_url.len() > 512 {
+            return Err(PlatformError::Invalid(
+                "avatar_url must have at most 512 characters".into(),
+            ));
+        }
+        let hash = blocking(move || password.hash()).await??;
+        self.db
+            .create_account(&new.username, &hash, &nickname, &avatar_url, &new.roles)
+            .await?
+            .ok_or_else(|| PlatformError::Conflict(format!("username {} is taken", new.username)))
+    }
+
+    /// Signs in with a username and password, returning a new session token.
+    pub async fn login(&self, username: &str, password: String) -> Result<Session, PlatformError> {
+        let wrong = || PlatformError::Unauthenticated("wrong username or password".into());
+        let found = match username.parse::<Username>() {
+            Ok(username) => self.db.account_for_login(&username).await?,
+            Err(_) => None,
+        };
+        let password = Password::parse(password).ok();
+        let (account, hash) = match found {
+            Some((account, hash)) => (Some(account), hash),
+            None => (None, decoy_hash().to_string()),
+        };
+        let verified = blocking(move || password.is_some_and(|p| p.verify(&hash))).await?;
+        let account = account.filter(|_| verified).ok_or_else(wrong)?;
+        Ok(self.issue_session(account).await?)
+    }
+
+    /// A fresh session for an account whose credentials were checked.
+    pub async fn issue_session(&self, account: Account) -> anyhow::Result<Session> {
+        let token = accounts::new_token();
+        let expires_at = now_ms() + self.settings.session_ttl.as_millis() as i64;
+        self.db
+            .insert_session(&accounts::secret_digest(&token), account.id, expires_at)
+            .await?;
+        Ok(Session {
+            token,
+            expires_at,
+            account,
+        })
+    }
+
+    /// The account behind a bearer token, if the session is live.
+    pub async fn authenticate(&self, token: &str) -> Result<Account, PlatformError> {
+        let digest = accounts::secret_digest(token);
+        if let Some(cached) = lock(&self.sessions).get(&digest)
+            && cached.fresh()
+        {
+            return Ok(cached.value.clone());
+        }
+        let Some(account) = self.db.session_account(&digest).await? else {
+            lock(&self.sessions).remove(&digest);
+            return Err(PlatformError::Unauthenticated(
+                "the token is unknown, expired or revoked: sign in again".into(),
+            ));
+        };
+        let mut sessions = lock(&self.sessions);
+        if sessions.len() >= MAX_CACHED_SESSIONS {
+            sessions.clear();
+        }
+        sessions.insert(digest, Cached::new(account.clone()));
+        Ok(account)
+    }
+
+    /// Revokes the session of `token`.
+    pub async fn logout(&self, token: &str) -> Result<(), PlatformError> {
+        let digest = accounts::secret_digest(token);
+        self.db.revoke_session(&digest).await?;
+        lock(&self.sessions).remove(&digest);
+        Ok(())
+    }
+
+    fn require_admin(by: &Account) -> Result<(), PlatformError> {
+        if by.has(Role::Admin) {
+            Ok(())
+        } else {
+            Err(PlatformError::Forbidden("this needs the admin role".into()))
+        }
+    }
+
+    async fn account_named(&self, username: &str) -> Result<Account, PlatformError> {
+        let missing = || PlatformError::NotFound(format!("account {username} not found"));
+        let username: Username = username.parse().map_err(|_| missing())?;
+        self.db
+            .account_by_username(&username)
+            .await?
+            .ok_or_else(missing)
+    }
+
+    fn forget_sessions_of(&self, account: &Account) {
+        lock(&self.sessions).retain(|_, cached| cached.value.id != account.id);
+    }
+
+    /// Replaces an account's roles (admin only).
+    pub async fn set_roles(
+        &self,
+        by: &Account,
+        username: &str,
+        roles: Roles,
+    ) -> Result<Account, PlatformError> {
+        Self::require_admin(by)?;
+        let account = self.account_named(username).await?;
+        let updated = self
+            .db
+            .set_roles(&account.username, &roles)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(format!("account {username} not found")))?;
+        self.forget_sessions_of(&account);
+        Ok(updated)
+    }
+
+    /// Revokes every session of an account (admin only).
+    pub async fn revoke_sessions(&self, by: &Account, username: &str) -> Result<(), PlatformError> {
+        Self::require_admin(by)?;
+        let account = self.account_named(username).await?;
+        self.db.revoke_sessions(account.id).await?;
+        self.forget_sessions_of(&account);
+        Ok(())
+    }
+
+    /// Creates the first admin if no account has the admin role. Returns the
+    /// password when it was generated here (none configured).
+    pub async fn bootstrap_admin(
+        &self,
+        username: &Username,
+        password: Option<String>,
+    ) -> anyhow::Result<Option<String>> {
+        if self.db.admin_exists().await? {
+            return Ok(None);
+        }
+        let generated = password.is_none();
+        let password = password.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
+        let new = NewAccount {
+            username: username.clone(),
+            password: password.clone(),
+            nickname: None,
+            avatar_url: None,
+            roles: Roles::new([Role::Admin]),
+        };
+        self.create_account(new)
+            .await
+            .map_err(|err| anyhow::anyhow!("creating the bootstrap admin {username}: {err}"))?;
+        tracing::info!(%username, "bootstrap admin created");
+        Ok(generated.then_some(password))
+    }
+
+    /// The scopes a user has granted, by app.
+    pub async fn grants(&self, account: &Account) -> Result<Vec<Grant>, PlatformError> {
+        Ok(self.db.grants(account.id).await?)
+    }
+
+    /// A user grants a scope to an app. Only ever through this host
+    /// endpoint: no guest function can grant.
+    pub async fn grant(
+        &self,
+        account: &Account,
+        appid: &AppId,
+        scope: Scope,
+    ) -> Result<(), PlatformError> {
+        if self.db.app(appid).await?.is_none() {
+            return Err(PlatformError::NotFound(format!("app {appid} not found")));
+        }
+        Ok(self.db.grant(account.id, appid, scope).await?)
+    }
+
+    /// A user refuses or revokes a scope (revoking what was never granted
+    /// changes nothing).
+    pub async fn revoke_grant(
+        &self,
+        account: &Account,
+        appid: &AppId,
+        scope: Scope,
+    ) -> Result<(), PlatformError> {
+        Ok(self.db.revoke_grant(account.id, appid, scope).await?)
+    }
+}
