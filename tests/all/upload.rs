@@ -358,3 +358,21 @@ async fn manifests_and_bodies_are_bounded() {
     })
     .await;
 }
+
+/// Components built against an older patch release of the contract keep
+/// running: `hello` as built for `miniapp:host@0.1.0`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_built_for_an_older_patch_of_the_contract_still_run() {
+    const HELLO_0_1_0: &[u8] = include_bytes!("../fixtures/hello-contract-0.1.0.wasm");
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(config(&db, dir.path())).await;
+        server.upload_ok("legacy", HELLO_0_1_0).await;
+        let response = server.get("/apps/legacy/").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.text().await.unwrap().contains("Hello"));
+        server.stop().await;
+        db
+    })
+    .await;
+}
