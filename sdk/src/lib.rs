@@ -18,6 +18,9 @@
 //!   to the call's log that the developer reads back through the platform;
 //! - [`identity`], who the caller is: their app-scoped ids, their profile
 //!   (with their consent) and login codes for the app's own server;
+//! - [`storage`], what outlives a call: a key-value store per app, with a
+//!   part private to each user, versioned keys, compare-and-swap, counters
+//!   and batches;
 //! - [`Error`], what every fallible host function answers, one case per
 //!   case of the contract's `error`;
 //! - [`json::Object`], a small writer for JSON objects, so that a program
@@ -79,6 +82,7 @@ mod router;
 pub mod identity;
 pub mod json;
 pub mod log;
+pub mod storage;
 
 pub use crate::error::Error;
 pub use crate::program::{Event, MiniProgram};
