@@ -57,7 +57,8 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub limits: LimitConfig,
 
-    /// Install the bundled sample programs (`hello`, `hostile`, `whoami`) on
+    /// Install the bundled sample programs (`hello`, `hostile`, `whoami`,
+    /// `notes`, `leaderboard`) on
     /// start, released by the platform under the `samples` account.
     #[arg(long)]
     pub samples: bool,

@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod platform;
 pub mod runtime;
 pub mod samples;
+pub mod storage;
 
 use std::future::Future;
 use std::net::SocketAddr;

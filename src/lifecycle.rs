@@ -11,6 +11,7 @@ use sha2::{Digest as _, Sha256};
 use crate::accounts::AccountId;
 use crate::domain::AppId;
 use crate::runtime::Limits;
+use crate::storage::RequestedQuotas;
 
 /// How many versions of an app are kept. Older ones that nothing refers to
 /// (release, fallback, rollback target, trial, review) are deleted on upload.
@@ -160,14 +161,17 @@ pub enum Capability {
     /// Who the caller is (openid, unionid), their profile behind a scope,
     /// login codes for the app's own server.
     Identity,
+    /// Key-value data of the app and of each of its users, with quotas.
+    Storage,
 }
 
 impl Capability {
-    pub const ALL: &[Capability] = &[Capability::Identity];
+    pub const ALL: &[Capability] = &[Capability::Identity, Capability::Storage];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Capability::Identity => "identity",
+            Capability::Storage => "storage",
         }
     }
 
@@ -260,6 +264,9 @@ pub struct Manifest {
     pub scopes: Vec<Scope>,
     #[serde(default)]
     pub limits: RequestedLimits,
+    /// Storage quotas, for versions with the storage capability.
+    #[serde(default)]
+    pub storage: RequestedQuotas,
 }
 
 /// A manifest refused, naming the field at fault.
@@ -306,6 +313,10 @@ impl Manifest {
         limits
             .check_within(max_limits)
             .map_err(|problem| InvalidManifest(format!("field `limits`: {problem}")))?;
+        manifest
+            .storage
+            .resolve()
+            .map_err(|problem| InvalidManifest(format!("field `storage`: {problem}")))?;
         Ok(manifest)
     }
 

@@ -20,7 +20,13 @@ macro_rules! sample {
     };
 }
 
-pub const SAMPLES: &[Sample] = &[sample!("hello"), sample!("hostile"), sample!("whoami")];
+pub const SAMPLES: &[Sample] = &[
+    sample!("hello"),
+    sample!("hostile"),
+    sample!("whoami"),
+    sample!("notes"),
+    sample!("leaderboard"),
+];
 
 /// Installs every sample as released by the platform, unless its exact
 /// component is already the app's release.

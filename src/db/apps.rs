@@ -727,6 +727,39 @@ impl Db {
         Ok(restored)
     }
 
+    /// Removes an app and everything kept for it: versions, stored data of
+    /// the app and of its users, grants, testers, codes, launches, usage
+    /// records, its audit log; then components no version uses any more.
+    pub async fn delete_app(&self, appid: &AppId) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        lock_app(&mut tx, appid).await?;
+        for table in [
+            "kv",
+            "kv_usage",
+            "grants",
+            "testers",
+            "login_codes",
+            "launches",
+            "calls",
+            "audit_log",
+            "versions",
+            "apps",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE appid = $1"))
+                .bind(appid.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "DELETE FROM components WHERE NOT EXISTS \
+             (SELECT 1 FROM versions v WHERE v.sha256 = components.sha256)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The audit log of an app, oldest first.
     pub async fn audit_log(&self, appid: &AppId) -> anyhow::Result<Vec<AuditEntry>> {
         let rows = sqlx::query(

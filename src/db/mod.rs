@@ -15,11 +15,13 @@ use crate::domain::AppId;
 
 mod accounts;
 mod apps;
+mod storage;
 
 pub use accounts::Grant;
 pub use apps::{
     AppRecord, AuditEntry, Change, DirectoryEntry, LifecycleError, QueueEntry, Route, VersionRecord,
 };
+pub use storage::StoredKey;
 
 /// Which engine a [`Db`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

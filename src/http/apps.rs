@@ -44,6 +44,19 @@ pub async fn status(
     Ok(Json(status).into_response())
 }
 
+pub async fn delete(
+    state: Shared,
+    signed_in: SignedIn,
+    Path(appid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let appid = parse_appid(&appid)?;
+    state
+        .platform
+        .delete_app(&signed_in.account, &appid)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub async fn rotate_secret(
     state: Shared,
     signed_in: SignedIn,

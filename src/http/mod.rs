@@ -75,11 +75,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/me", get(accounts::me))
         .route("/v1/me/grants", get(users::grants))
         .route(
+            "/v1/me/storage/{appid}",
+            get(users::stored_about).delete(users::clear_stored_about),
+        )
+        .route(
             "/v1/me/grants/{appid}/{scope}",
             put(users::grant).delete(users::revoke_grant),
         )
         .route("/v1/apps", post(apps::create).get(apps::list))
-        .route("/v1/apps/{appid}", get(apps::status))
+        .route("/v1/apps/{appid}", get(apps::status).delete(apps::delete))
         .route("/v1/apps/{appid}/secret", post(apps::rotate_secret))
         .route("/v1/apps/{appid}/testers", put(apps::set_testers))
         .route(

@@ -19,6 +19,44 @@ pub async fn grants(state: Shared, signed_in: SignedIn) -> Result<Response, ApiE
     Ok(Json(serde_json::json!({ "grants": grants })).into_response())
 }
 
+#[derive(Deserialize)]
+pub struct StoredQuery {
+    #[serde(default)]
+    after: String,
+    limit: Option<i64>,
+}
+
+pub async fn stored_about(
+    state: Shared,
+    signed_in: SignedIn,
+    Path(appid): Path<String>,
+    Query(query): Query<StoredQuery>,
+) -> Result<Response, ApiError> {
+    let appid = parse_appid(&appid)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    let stored = state
+        .platform
+        .stored_about(&signed_in.account, &appid, &query.after, limit)
+        .await?;
+    Ok(Json(stored).into_response())
+}
+
+pub async fn clear_stored_about(
+    state: Shared,
+    signed_in: SignedIn,
+    Path(appid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let appid = parse_appid(&appid)?;
+    state
+        .platform
+        .clear_stored_about(&signed_in.account, &appid)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 fn parse_scope(raw: &str) -> Result<Scope, ApiError> {
     raw.parse().map_err(ApiError::not_found)
 }

@@ -256,3 +256,55 @@ impl Platform {
         Ok(self.db.revoke_grant(account.id, appid, scope).await?)
     }
 }
+
+/// What an app stores about a user, as that user sees it.
+#[derive(Debug, Serialize)]
+pub struct StoredAbout {
+    pub appid: AppId,
+    pub keys: u64,
+    pub bytes: u64,
+    pub entries: Vec<crate::db::StoredKey>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+impl Platform {
+    /// The keys an app keeps in a user's scope, a page at a time.
+    pub async fn stored_about(
+        &self,
+        account: &Account,
+        appid: &AppId,
+        after: &str,
+        limit: i64,
+    ) -> Result<StoredAbout, PlatformError> {
+        let partition = crate::storage::Partition::user(appid.clone(), account.id);
+        let (keys, bytes) = self.db.kv_usage(&partition).await?;
+        let mut entries = self.db.kv_listing(&partition, after, limit + 1).await?;
+        let next = if entries.len() as i64 > limit {
+            entries.truncate(limit as usize);
+            entries.last().map(|entry| entry.key.clone())
+        } else {
+            None
+        };
+        Ok(StoredAbout {
+            appid: appid.clone(),
+            keys,
+            bytes,
+            entries,
+            next,
+        })
+    }
+
+    /// Deletes everything an app keeps in a user's scope.
+    pub async fn clear_stored_about(
+        &self,
+        account: &Account,
+        appid: &AppId,
+    ) -> Result<(), PlatformError> {
+        let partition = crate::storage::Partition::user(appid.clone(), account.id);
+        self.storage
+            .clear(&partition)
+            .await
+            .map_err(|err| PlatformError::Internal(anyhow::anyhow!("{err}")))
+    }
+}

@@ -510,6 +510,16 @@ impl Platform {
         self.app_status(account, appid).await
     }
 
+    /// Removes an app and all its data, its users' data in it included.
+    pub async fn delete_app(&self, account: &Account, appid: &AppId) -> Result<(), PlatformError> {
+        self.owned_app(account, appid).await?;
+        self.usage.flush().await;
+        self.db.delete_app(appid).await?;
+        self.forget_app(appid);
+        tracing::info!(%appid, by = %account.username, "app deleted");
+        Ok(())
+    }
+
     /// Every lifecycle transition of the app, oldest first.
     pub async fn audit_log(
         &self,

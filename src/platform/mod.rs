@@ -23,7 +23,9 @@ use crate::identity::Identity;
 use crate::lifecycle::{Capability, InvalidManifest, InvalidTransition, Manifest};
 use crate::runtime::{
     CallReport, Grants, IdentityGrant, Invocation, Limits, Program, Rejection, Runtime,
+    StorageGrant,
 };
+use crate::storage::{Quotas, Storage};
 
 /// How long a node trusts its cached idea of which versions of an app users
 /// reach, and of a session, before asking the database again. Bounds how
@@ -114,6 +116,7 @@ pub struct Invoked {
 struct Ready {
     program: Program,
     limits: Limits,
+    quotas: Quotas,
     manifest: Manifest,
 }
 
@@ -153,6 +156,7 @@ pub struct Platform {
     db: Db,
     runtime: Arc<Runtime>,
     identity: Arc<Identity>,
+    storage: Arc<Storage>,
     settings: PlatformSettings,
     routes: Mutex<HashMap<AppId, Cached<AppRoute>>>,
     sessions: Mutex<HashMap<String, Cached<Account>>>,
@@ -172,6 +176,7 @@ impl Platform {
         let identity = Arc::new(Identity::load(db.clone()).await?);
         let usage = UsageRecorder::start(db.clone());
         Ok(Platform {
+            storage: Arc::new(Storage::new(db.clone())),
             db,
             runtime: Arc::new(runtime),
             identity,
@@ -194,6 +199,10 @@ impl Platform {
 
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     pub fn max_component_bytes(&self) -> usize {
@@ -222,6 +231,15 @@ impl Platform {
                     owner: app.owner,
                     caller: caller.map(|account| account.id),
                     scopes: ready.manifest.scopes.clone(),
+                }),
+            storage: ready
+                .manifest
+                .declares(Capability::Storage)
+                .then(|| StorageGrant {
+                    service: self.storage.clone(),
+                    appid: appid.clone(),
+                    caller: caller.map(|account| account.id),
+                    quotas: ready.quotas,
                 }),
         };
         let entry = match invocation {
@@ -379,6 +397,12 @@ impl Platform {
         lock(&self.routes).remove(appid);
     }
 
+    /// Forgets everything this node cached about an app.
+    fn forget_app(&self, appid: &AppId) {
+        self.forget_route(appid);
+        lock(&self.programs).retain(|(app, _), _| app != appid);
+    }
+
     /// A version ready to run: from this node's cache, else loaded (from
     /// the artifact cache, or compiled) once even under concurrent first calls.
     async fn ready(&self, appid: &AppId, version: i64) -> Result<Arc<Ready>, PlatformError> {
@@ -401,6 +425,8 @@ impl Platform {
                 Ok::<_, PlatformError>(Arc::new(Ready {
                     program,
                     limits: manifest.limits.over(self.settings.default_limits),
+                    // Checked at upload; a stored manifest always resolves.
+                    quotas: manifest.storage.resolve().unwrap_or_default(),
                     manifest,
                 }))
             })

@@ -9,5 +9,6 @@ mod events;
 mod identity;
 mod lifecycle;
 mod sandbox;
+mod storage;
 mod support;
 mod upload;

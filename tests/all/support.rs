@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 pub const HELLO: &[u8] = include_bytes!("../../sample-programs/dist/hello.wasm");
 pub const HOSTILE: &[u8] = include_bytes!("../../sample-programs/dist/hostile.wasm");
 pub const WHOAMI: &[u8] = include_bytes!("../../sample-programs/dist/whoami.wasm");
+pub const NOTES: &[u8] = include_bytes!("../../sample-programs/dist/notes.wasm");
+pub const LEADERBOARD: &[u8] = include_bytes!("../../sample-programs/dist/leaderboard.wasm");
 pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
 /// The manifest the tests upload a sample with unless they need another.

@@ -13,6 +13,8 @@
 
 mod identity;
 mod log;
+mod storage;
 mod wasi;
 
 pub use identity::IdentityGrant;
+pub use storage::StorageGrant;
