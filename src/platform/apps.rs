@@ -32,6 +32,8 @@ pub struct AppStatus {
     pub release: Option<ReleaseStatus>,
     pub trial_version: Option<i64>,
     pub testers: Vec<String>,
+    /// How many times users launched the app, by scene.
+    pub launches: std::collections::BTreeMap<String, i64>,
     pub versions: Vec<VersionSummary>,
 }
 
@@ -253,6 +255,12 @@ impl Platform {
     async fn status_of(&self, app: AppRecord) -> Result<AppStatus, PlatformError> {
         let versions = self.db.versions(&app.appid).await?;
         let testers = self.db.testers(&app.appid).await?;
+        let launches = self
+            .db
+            .launch_counts(&app.appid)
+            .await?
+            .into_iter()
+            .collect();
         let route = app.release;
         Ok(AppStatus {
             release: route.released_version.map(|version| ReleaseStatus {
@@ -263,6 +271,7 @@ impl Platform {
             }),
             trial_version: route.trial_version,
             testers,
+            launches,
             versions: versions.iter().map(summary).collect(),
             appid: app.appid,
             name: app.name,

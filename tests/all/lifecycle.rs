@@ -466,6 +466,9 @@ async fn a_version_travels_from_upload_through_review_to_launch() {
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
 
+        let (_, status_body) = server.get_as(&dev, "/v1/apps/journey").await;
+        assert_eq!(status_body["launches"], json!({"qr-code": 1, "share": 1}), "{status_body}");
+
         // The audit log has every transition: who, what, why.
         let (_, audit) = server.get_as(&dev, "/v1/apps/journey/audit").await;
         let entries = audit["entries"].as_array().unwrap();

@@ -1,0 +1,156 @@
+//! Key-value operations per second through a guest (the `notes` sample, in
+//! a fresh instance per call, reaching storage through the host) against the
+//! same operations straight through the storage layer's sqlx queries, in one
+//! run, on SQLite and (with `MINIAPP_BENCH_DATABASE_URL`, a server URL such
+//! as `postgres://postgres@127.0.0.1:5432/postgres`) on PostgreSQL.
+//!
+//! Run: `cargo bench --bench storage`. Prints the median of 5 rounds of
+//! each, alternating, and the ratio guest / direct.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use miniapp::db::Db;
+use miniapp::domain::{AppId, Sha256Digest};
+use miniapp::runtime::{
+    Grants, Invocation, Limits, Program, Reply, Request, Runtime, RuntimeConfig, StorageGrant,
+};
+use miniapp::storage::{Op, Partition, Quotas, Storage};
+
+const NOTES: &[u8] = include_bytes!("../sample-programs/dist/notes.wasm");
+const ROUNDS: usize = 5;
+const OPS: usize = 1000;
+const USER: i64 = 42;
+
+struct Bench {
+    runtime: Runtime,
+    program: Program,
+    storage: Arc<Storage>,
+    appid: AppId,
+}
+
+impl Bench {
+    async fn guest(&self, method: &str, id: usize) {
+        let request = Request {
+            method: method.into(),
+            path: format!("/notes/{id}"),
+            query: String::new(),
+            headers: Vec::new(),
+            body: if method == "PUT" {
+                format!("note {id}").into_bytes()
+            } else {
+                Vec::new()
+            },
+        };
+        let grants = Grants {
+            storage: Some(StorageGrant {
+                service: self.storage.clone(),
+                appid: self.appid.clone(),
+                caller: Some(USER),
+                quotas: Quotas::default(),
+            }),
+            ..Grants::default()
+        };
+        let report = self
+            .runtime
+            .call(
+                &self.program,
+                &Limits::platform_default(),
+                grants,
+                Invocation::Request(request),
+            )
+            .await;
+        match report.reply {
+            Some(Reply::Response(response)) if response.status == 200 => {}
+            other => panic!(
+                "{method} /notes/{id}: {other:?} {:?} {}",
+                report.outcome, report.log
+            ),
+        }
+    }
+
+    async fn direct(&self, method: &str, id: usize) {
+        let partition = Partition::user(self.appid.clone(), USER);
+        let key = format!("note/{id}");
+        if method == "PUT" {
+            let op = Op::Set {
+                key,
+                value: format!("note {id}").into_bytes(),
+            };
+            self.storage
+                .apply(&partition, &Quotas::default(), vec![op])
+                .await
+                .unwrap();
+        } else {
+            assert!(self.storage.get(&partition, &key).await.unwrap().is_some());
+        }
+    }
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+async fn run(engine: &str, url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(url).await.unwrap();
+    let runtime = Runtime::new(RuntimeConfig::new(dir.path().join("artifacts"))).unwrap();
+    let program = runtime.prepare(&Sha256Digest::of(NOTES), NOTES).unwrap();
+    let bench = Bench {
+        runtime,
+        program,
+        storage: Arc::new(Storage::new(db.clone())),
+        appid: "bench".parse().unwrap(),
+    };
+    for (label, method) in [("set", "PUT"), ("get", "GET")] {
+        let (mut guest, mut direct) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let started = Instant::now();
+            for id in 0..OPS {
+                bench.guest(method, id).await;
+            }
+            guest.push(OPS as f64 / started.elapsed().as_secs_f64());
+            let started = Instant::now();
+            for id in 0..OPS {
+                bench.direct(method, id).await;
+            }
+            direct.push(OPS as f64 / started.elapsed().as_secs_f64());
+        }
+        let (guest, direct) = (median(guest), median(direct));
+        println!(
+            "{engine:<10} {label}: guest {guest:>8.0} ops/s, direct {direct:>8.0} ops/s, ratio {:.2}",
+            guest / direct
+        );
+    }
+    db.close().await;
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; anything else is a filter we do not take.
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+        run("sqlite", &sqlite).await;
+        if let Ok(server) = std::env::var("MINIAPP_BENCH_DATABASE_URL") {
+            use sqlx::Connection;
+            let name = format!("miniapp_bench_{}", std::process::id());
+            let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let (base, _) = server.rsplit_once('/').unwrap();
+            run("postgres", &format!("{base}/{name}")).await;
+            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+    });
+}
