@@ -4,6 +4,11 @@
 //! run, on SQLite and (with `MINIAPP_BENCH_DATABASE_URL`, a server URL such
 //! as `postgres://postgres@127.0.0.1:5432/postgres`) on PostgreSQL.
 //!
+//! Three workloads: one `set` per call (`PUT /notes/{id}`), one `get` per
+//! call (`GET /notes/{id}`), and a page of notes (`GET /notes`: a key
+//! listing and ten gets in one call), each against the same storage calls
+//! made directly.
+//!
 //! Run: `cargo bench --bench storage`. Prints the median of 5 rounds of
 //! each, alternating, and the ratio guest / direct.
 
@@ -21,6 +26,8 @@ const NOTES: &[u8] = include_bytes!("../sample-programs/dist/notes.wasm");
 const ROUNDS: usize = 5;
 const OPS: usize = 1000;
 const USER: i64 = 42;
+/// The user whose ten notes make the page workload.
+const READER: i64 = 43;
 
 struct Bench {
     runtime: Runtime,
@@ -30,10 +37,15 @@ struct Bench {
 }
 
 impl Bench {
-    async fn guest(&self, method: &str, id: usize) {
+    async fn guest(&self, method: &str, id: Option<usize>) {
+        let (path, user) = match id {
+            Some(id) => (format!("/notes/{id}"), USER),
+            None => ("/notes".to_string(), READER),
+        };
+        let id = id.unwrap_or(0);
         let request = Request {
             method: method.into(),
-            path: format!("/notes/{id}"),
+            path: path.clone(),
             query: String::new(),
             headers: Vec::new(),
             body: if method == "PUT" {
@@ -46,7 +58,7 @@ impl Bench {
             storage: Some(StorageGrant {
                 service: self.storage.clone(),
                 appid: self.appid.clone(),
-                caller: Some(USER),
+                caller: Some(user),
                 quotas: Quotas::default(),
             }),
             ..Grants::default()
@@ -69,7 +81,19 @@ impl Bench {
         }
     }
 
-    async fn direct(&self, method: &str, id: usize) {
+    async fn direct(&self, method: &str, id: Option<usize>) {
+        let Some(id) = id else {
+            let partition = Partition::user(self.appid.clone(), READER);
+            let page = self
+                .storage
+                .list_keys(&partition, "note/", None, 100)
+                .await
+                .unwrap();
+            for key in &page.keys {
+                assert!(self.storage.get(&partition, key).await.unwrap().is_some());
+            }
+            return;
+        };
         let partition = Partition::user(self.appid.clone(), USER);
         let key = format!("note/{id}");
         if method == "PUT" {
@@ -103,23 +127,40 @@ async fn run(engine: &str, url: &str) {
         storage: Arc::new(Storage::new(db.clone())),
         appid: "bench".parse().unwrap(),
     };
-    for (label, method) in [("set", "PUT"), ("get", "GET")] {
+    let reader = Partition::user(bench.appid.clone(), READER);
+    let notes = (0..10)
+        .map(|n| Op::Set {
+            key: format!("note/{n}"),
+            value: format!("note {n}").into_bytes(),
+        })
+        .collect();
+    bench
+        .storage
+        .apply(&reader, &Quotas::default(), notes)
+        .await
+        .unwrap();
+    for (label, method, single) in [
+        ("set", "PUT", true),
+        ("get", "GET", true),
+        ("page (list + 10 gets)", "GET", false),
+    ] {
         let (mut guest, mut direct) = (Vec::new(), Vec::new());
+        let ids = |id: usize| single.then_some(id);
         for _ in 0..ROUNDS {
             let started = Instant::now();
             for id in 0..OPS {
-                bench.guest(method, id).await;
+                bench.guest(method, ids(id)).await;
             }
             guest.push(OPS as f64 / started.elapsed().as_secs_f64());
             let started = Instant::now();
             for id in 0..OPS {
-                bench.direct(method, id).await;
+                bench.direct(method, ids(id)).await;
             }
             direct.push(OPS as f64 / started.elapsed().as_secs_f64());
         }
         let (guest, direct) = (median(guest), median(direct));
         println!(
-            "{engine:<10} {label}: guest {guest:>8.0} ops/s, direct {direct:>8.0} ops/s, ratio {:.2}",
+            "{engine:<10} {label:<22} guest {guest:>7.0}/s, direct {direct:>7.0}/s, ratio {:.2}",
             guest / direct
         );
     }
