@@ -57,19 +57,53 @@ impl Db {
         row.as_ref().map(account).transpose()
     }
 
-    /// An account and its password hash, by username.
+    /// An account, its password hash and until when its sign-in is
+    /// locked (unix ms), by username.
     pub async fn account_for_login(
         &self,
         username: &Username,
-    ) -> anyhow::Result<Option<(Account, String)>> {
+    ) -> anyhow::Result<Option<(Account, String, i64)>> {
         let row = sqlx::query(&format!(
-            "SELECT {ACCOUNT_COLUMNS}, a.password_hash FROM accounts a WHERE a.username = $1"
+            "SELECT {ACCOUNT_COLUMNS}, a.password_hash, a.locked_until FROM accounts a \
+             WHERE a.username = $1"
         ))
         .bind(username.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| Ok((account(&row)?, row.try_get(6)?)))
+        row.map(|row| Ok((account(&row)?, row.try_get(6)?, row.try_get(7)?)))
             .transpose()
+    }
+
+    /// Counts a failed sign-in; the `max`th in a row locks sign-in until
+    /// `lock_until` and starts the count over. One statement, so concurrent
+    /// failures all count.
+    pub async fn record_failed_login(
+        &self,
+        account: AccountId,
+        max: i64,
+        lock_until: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE accounts SET \
+             locked_until = CASE WHEN failed_logins + 1 >= $1 THEN $2 ELSE locked_until END, \
+             failed_logins = CASE WHEN failed_logins + 1 >= $1 THEN 0 ELSE failed_logins + 1 END \
+             WHERE id = $3",
+        )
+        .bind(max)
+        .bind(lock_until)
+        .bind(account)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets failed sign-ins after a successful one.
+    pub async fn clear_failed_logins(&self, account: AccountId) -> anyhow::Result<()> {
+        sqlx::query("UPDATE accounts SET failed_logins = 0 WHERE id = $1 AND failed_logins <> 0")
+            .bind(account)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn account_by_id(&self, id: AccountId) -> anyhow::Result<Option<Account>> {

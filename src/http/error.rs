@@ -102,6 +102,9 @@ impl From<PlatformError> for ApiError {
             PlatformError::Forbidden(_) => {
                 ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
             }
+            PlatformError::Throttled(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message)
+            }
             PlatformError::NotFound(_) => ApiError::not_found(message),
             PlatformError::Invalid(_) => ApiError::bad_request(message),
             PlatformError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),

@@ -33,6 +33,12 @@ pub struct Session {
     pub account: Account,
 }
 
+/// Wrong passwords in a row that lock an account's sign-in.
+pub const MAX_FAILED_LOGINS: i64 = 5;
+
+/// How long sign-in stays locked after too many wrong passwords: 15 minutes.
+pub const LOGIN_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// A hash to verify against when the username is unknown, so a failed
 /// login takes as long whether or not the account exists.
 fn decoy_hash() -> &'static str {
@@ -92,20 +98,44 @@ impl Platform {
     }
 
     /// Signs in with a username and password, returning a new session token.
+    /// After [`MAX_FAILED_LOGINS`] wrong passwords in a row, sign-in to the
+    /// account is locked for [`LOGIN_LOCKOUT`], so passwords cannot be
+    /// guessed at speed.
     pub async fn login(&self, username: &str, password: String) -> Result<Session, PlatformError> {
         let wrong = || PlatformError::Unauthenticated("wrong username or password".into());
         let found = match username.parse::<Username>() {
             Ok(username) => self.db.account_for_login(&username).await?,
             Err(_) => None,
         };
+        let now = now_ms();
+        if let Some((_, _, locked_until)) = &found
+            && *locked_until > now
+        {
+            return Err(PlatformError::Throttled(format!(
+                "too many failed sign-ins: try again in {} seconds",
+                (locked_until - now + 999) / 1000
+            )));
+        }
         let password = Password::parse(password).ok();
         let (account, hash) = match found {
-            Some((account, hash)) => (Some(account), hash),
+            Some((account, hash, _)) => (Some(account), hash),
             None => (None, decoy_hash().to_string()),
         };
         let verified = blocking(move || password.is_some_and(|p| p.verify(&hash))).await?;
-        let account = account.filter(|_| verified).ok_or_else(wrong)?;
-        Ok(self.issue_session(account).await?)
+        match account {
+            Some(account) if verified => {
+                self.db.clear_failed_logins(account.id).await?;
+                Ok(self.issue_session(account).await?)
+            }
+            Some(account) => {
+                let lock_until = now + LOGIN_LOCKOUT.as_millis() as i64;
+                self.db
+                    .record_failed_login(account.id, MAX_FAILED_LOGINS, lock_until)
+                    .await?;
+                Err(wrong())
+            }
+            None => Err(wrong()),
+        }
     }
 
     /// A fresh session for an account whose credentials were checked.

@@ -50,6 +50,9 @@ pub enum PlatformError {
     /// Known caller, not allowed.
     #[error("{0}")]
     Forbidden(String),
+    /// Too many attempts; come back later.
+    #[error("{0}")]
+    Throttled(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]

@@ -285,6 +285,43 @@ async fn sessions_expire_on_logout_and_on_revocation() {
             )
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        // Five wrong passwords in a row lock sign-in, even with the right
+        // one. The wrong one above was the first of four.
+        let attempt = |password: String| {
+            server.send(
+                Method::POST,
+                "/v1/sessions",
+                None,
+                Some(json!({"username": "sessions", "password": password})),
+            )
+        };
+        for _ in 0..3 {
+            let (status, _) = attempt("still not it".into()).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        let (status, _) = attempt(password.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "a success starts the count over"
+        );
+        for _ in 0..5 {
+            let (status, _) = attempt("still not it".into()).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        let (status, body) = attempt(password.clone()).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(body["error"]["code"], "too_many_attempts");
+        // Once the lock has passed, the right password works again.
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        sqlx::query("UPDATE accounts SET locked_until = 0 WHERE username = 'sessions'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let (status, _) = attempt(password.clone()).await;
+        assert_eq!(status, StatusCode::CREATED);
         server.stop().await;
         db
     })
