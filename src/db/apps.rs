@@ -120,7 +120,6 @@ const APP_FROM: &str = "apps a LEFT JOIN accounts o ON o.id = a.owner_id";
 
 fn app(row: &AnyRow) -> anyhow::Result<AppRecord> {
     let appid: String = row.try_get(0)?;
-    let percent: i64 = row.try_get(8)?;
     Ok(AppRecord {
         appid: appid.parse().map_err(anyhow::Error::msg)?,
         owner_id: row.try_get(1)?,
@@ -129,13 +128,19 @@ fn app(row: &AnyRow) -> anyhow::Result<AppRecord> {
         description: row.try_get(4)?,
         secret_sha256: row.try_get(5)?,
         created_at: row.try_get(6)?,
-        release: Route {
-            released_version: row.try_get(7)?,
-            release_percent: percent.clamp(0, 100) as u8,
-            fallback_version: row.try_get(9)?,
-            previous_version: row.try_get(10)?,
-            trial_version: row.try_get(11)?,
-        },
+        release: route(row, 7)?,
+    })
+}
+
+/// The five route columns, in `Route`'s order, from column `first` on.
+fn route(row: &AnyRow, first: usize) -> anyhow::Result<Route> {
+    let percent: i64 = row.try_get(first + 1)?;
+    Ok(Route {
+        released_version: row.try_get(first)?,
+        release_percent: percent.clamp(0, 100) as u8,
+        fallback_version: row.try_get(first + 2)?,
+        previous_version: row.try_get(first + 3)?,
+        trial_version: row.try_get(first + 4)?,
     })
 }
 
@@ -895,14 +900,7 @@ async fn route_in_tx(tx: &mut Transaction<'_, Any>, appid: &AppId) -> anyhow::Re
     .bind(appid.as_str())
     .fetch_one(&mut **tx)
     .await?;
-    let percent: i64 = row.try_get(1)?;
-    Ok(Route {
-        released_version: row.try_get(0)?,
-        release_percent: percent.clamp(0, 100) as u8,
-        fallback_version: row.try_get(2)?,
-        previous_version: row.try_get(3)?,
-        trial_version: row.try_get(4)?,
-    })
+    route(&row, 0)
 }
 
 async fn store_route(

@@ -205,13 +205,7 @@ pub async fn transition(
             )));
         }
     };
-    let bytes = super::read_body(body, super::MAX_JSON_BYTES, "request body").await?;
-    let body: TransitionBody = if bytes.is_empty() {
-        TransitionBody::default()
-    } else {
-        serde_json::from_slice(&bytes)
-            .map_err(|err| ApiError::bad_request(format!("invalid request body: {err}")))?
-    };
+    let body: TransitionBody = super::optional_json_body(body).await?;
     let summary = state
         .platform
         .developer_transition(&signed_in.account, &appid, version, action, &body.notes)

@@ -190,7 +190,20 @@ async fn read_body(body: Body, limit: usize, what: &str) -> Result<axum::body::B
 /// it is named in the 400.
 async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
     let bytes = read_body(body, MAX_JSON_BYTES, "request body").await?;
-    serde_json::from_slice(&bytes)
+    parse_json(&bytes)
+}
+
+/// [`json_body`] for bodies that may be left out: an empty body is `T::default()`.
+async fn optional_json_body<T: DeserializeOwned + Default>(body: Body) -> Result<T, ApiError> {
+    let bytes = read_body(body, MAX_JSON_BYTES, "request body").await?;
+    if bytes.is_empty() {
+        return Ok(T::default());
+    }
+    parse_json(&bytes)
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
         .map_err(|err| ApiError::bad_request(format!("invalid request body: {err}")))
 }
 

@@ -52,13 +52,7 @@ pub async fn decide(
             )));
         }
     };
-    let bytes = super::read_body(body, super::MAX_JSON_BYTES, "request body").await?;
-    let decision: Decision = if bytes.is_empty() {
-        Decision::default()
-    } else {
-        serde_json::from_slice(&bytes)
-            .map_err(|err| ApiError::bad_request(format!("invalid request body: {err}")))?
-    };
+    let decision: Decision = super::optional_json_body(body).await?;
     let summary = state
         .platform
         .review(
