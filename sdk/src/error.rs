@@ -44,6 +44,31 @@ impl Error {
         }
     }
 
+    /// The HTTP status that fits the case, for a program that passes a host
+    /// error on to its user (see [`Response::error`](crate::Response::error)):
+    /// `denied` 403, `quota-exceeded` 413, `not-found` 404, `invalid` 400,
+    /// `conflict` 409 and `unavailable` 503.
+    ///
+    /// A default, not a rule: a program whose `denied` means "sign in first"
+    /// answers 401 instead, say.
+    ///
+    /// ```
+    /// use miniapp_sdk::Error;
+    ///
+    /// assert_eq!(Error::NotFound("no order shop-7".into()).status(), 404);
+    /// assert_eq!(Error::Unavailable("database".into()).status(), 503);
+    /// ```
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Denied(_) => 403,
+            Error::QuotaExceeded(_) => 413,
+            Error::NotFound(_) => 404,
+            Error::Invalid(_) => 400,
+            Error::Conflict(_) => 409,
+            Error::Unavailable(_) => 503,
+        }
+    }
+
     /// The human-readable detail the host gave.
     pub fn detail(&self) -> &str {
         match self {
@@ -110,6 +135,21 @@ mod tests {
             let error = Error::from(from_host);
             assert_eq!(error.kind(), kind);
             assert_eq!(error.detail(), &kind[..1]);
+        }
+    }
+
+    #[test]
+    fn every_kind_has_its_own_default_status() {
+        let cases = [
+            (Error::Denied(String::new()), 403),
+            (Error::QuotaExceeded(String::new()), 413),
+            (Error::NotFound(String::new()), 404),
+            (Error::Invalid(String::new()), 400),
+            (Error::Conflict(String::new()), 409),
+            (Error::Unavailable(String::new()), 503),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status(), status, "{error}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! The response a mini-program gives, and builders for the common kinds.
 
 use crate::bindings::miniapp::host::types as wit;
+use crate::{Error, json};
 
 /// A mini-program's answer to a request.
 ///
@@ -44,6 +45,29 @@ impl Response {
             headers: vec![("content-type".to_owned(), content_type.to_owned())],
             body: body.into(),
         }
+    }
+
+    /// An `application/json` response that passes `error` on to the user:
+    /// `{"error":<kind>,"detail":<detail>}`, the kind as [`Error::kind`]
+    /// spells it. Pick the status yourself, or take the case's default with
+    /// [`Error::status`].
+    ///
+    /// ```
+    /// use miniapp_sdk::{Error, Response};
+    ///
+    /// let error = Error::Denied("no signed-in user".into());
+    /// // The default for `denied` is 403; this program means "sign in first".
+    /// let response = Response::error(401, &error);
+    /// assert_eq!(response.status, 401);
+    /// assert_eq!(response.body_text(), Ok(r#"{"error":"denied","detail":"no signed-in user"}"#));
+    /// assert_eq!(Response::error(error.status(), &error).status, 403);
+    /// ```
+    pub fn error(status: u16, error: &Error) -> Self {
+        let body = json::Object::new()
+            .string("error", error.kind())
+            .string("detail", error.detail())
+            .finish();
+        Self::json_raw(status, body)
     }
 
     /// `404 Not Found`, with a short text body.
@@ -108,6 +132,22 @@ mod tests {
         let response = Response::json_raw(200, r#"{"ok":true}"#);
         assert_eq!(response.header("content-type"), Some("application/json"));
         assert_eq!(response.body, br#"{"ok":true}"#);
+    }
+
+    #[test]
+    fn error_answers_kind_and_detail_in_json_with_the_status_given() {
+        let response = Response::error(409, &Error::Conflict("say \"stale\"".into()));
+        assert_eq!(response.status, 409);
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        assert_eq!(
+            response.body_text(),
+            Ok(r#"{"error":"conflict","detail":"say \"stale\""}"#)
+        );
+        let response = Response::error(500, &Error::QuotaExceeded(String::new()));
+        assert_eq!(
+            (response.status, response.body_text()),
+            (500, Ok(r#"{"error":"quota-exceeded","detail":""}"#))
+        );
     }
 
     #[test]
