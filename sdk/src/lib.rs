@@ -21,10 +21,15 @@
 //! - [`storage`], what outlives a call: a key-value store per app, with a
 //!   part private to each user, versioned keys, compare-and-swap, counters
 //!   and batches;
+//! - [`payment`], money after WeChat Pay's flow: orders the user confirms
+//!   on the platform, refunds, payouts from the app's merchant account, and
+//!   the `payment.succeeded` and `refund.succeeded` events;
 //! - [`Error`], what every fallible host function answers, one case per
-//!   case of the contract's `error`;
-//! - [`json::Object`], a small writer for JSON objects, so that a program
-//!   needs no serializer to answer in JSON.
+//!   case of the contract's `error`, with a default HTTP status for each
+//!   and [`Response::error`] to pass one on to the user;
+//! - [`json::Object`], a small writer for JSON objects, and
+//!   [`json::parse_flat`], a reader for flat ones (a request body, an
+//!   event's payload), so that a program needs no serializer for JSON.
 //!
 //! # Example
 //!
@@ -82,6 +87,7 @@ mod router;
 pub mod identity;
 pub mod json;
 pub mod log;
+pub mod payment;
 pub mod storage;
 
 pub use crate::error::Error;
