@@ -237,7 +237,9 @@ fn top_response(top: Result<Vec<Rank>, Error>) -> Response {
     }
 }
 
-/// `{"error":<kind>,"detail":<detail>}` with the status that fits the kind.
+/// `{"error":<kind>,"detail":<detail>}` with this program's status for the
+/// kind: 503 for `conflict`, a top list contended through every attempt,
+/// which a later try may get through; 500 for what the user cannot fix.
 fn error_response(error: &Error) -> Response {
     let status = match error {
         Error::Invalid(_) => 400,
@@ -245,11 +247,7 @@ fn error_response(error: &Error) -> Response {
         Error::Conflict(_) => 503,
         _ => 500,
     };
-    let body = json::Object::new()
-        .string("error", error.kind())
-        .string("detail", error.detail())
-        .finish();
-    Response::json_raw(status, body)
+    Response::error(status, error)
 }
 
 #[cfg(test)]

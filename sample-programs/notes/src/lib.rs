@@ -154,7 +154,9 @@ fn no_such_note(id: &str) -> Response {
     error_response(&Error::NotFound(format!("no note {id:?}")))
 }
 
-/// `{"error":<kind>,"detail":<detail>}` with the status that fits the kind.
+/// `{"error":<kind>,"detail":<detail>}` with this program's status for the
+/// kind: 401 for `denied`, as only a missing sign-in denies a note, and 500
+/// for what the user cannot fix.
 fn error_response(error: &Error) -> Response {
     let status = match error {
         Error::Denied(_) => 401,
@@ -163,11 +165,7 @@ fn error_response(error: &Error) -> Response {
         Error::NotFound(_) => 404,
         _ => 500,
     };
-    let body = json::Object::new()
-        .string("error", error.kind())
-        .string("detail", error.detail())
-        .finish();
-    Response::json_raw(status, body)
+    Response::error(status, error)
 }
 
 #[cfg(test)]

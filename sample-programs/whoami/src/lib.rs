@@ -76,11 +76,7 @@ fn error_response(error: &Error, denied_status: u16) -> Response {
         Error::Denied(_) => denied_status,
         _ => 500,
     };
-    let body = json::Object::new()
-        .string("error", error.kind())
-        .string("detail", error.detail())
-        .finish();
-    Response::json_raw(status, body)
+    Response::error(status, error)
 }
 
 #[cfg(test)]
