@@ -13,6 +13,7 @@ pub mod domain;
 pub mod http;
 pub mod identity;
 pub mod lifecycle;
+pub mod payment;
 pub mod platform;
 pub mod runtime;
 pub mod samples;
@@ -60,8 +61,10 @@ impl Server {
             max_component_bytes: config.max_component_bytes,
             default_limits,
             session_ttl: Duration::from_secs(config.session_ttl_secs),
+            event_retry_schedule: config.event_retry_schedule.clone(),
+            dispatch_events: !config.no_event_dispatch,
         };
-        let platform = Arc::new(Platform::new(db, runtime, settings).await?);
+        let platform = Platform::new(db, runtime, settings).await?;
         let generated = platform
             .bootstrap_admin(&config.admin_username, config.admin_password.clone())
             .await?;

@@ -15,12 +15,15 @@ use crate::domain::AppId;
 
 mod accounts;
 mod apps;
+mod outbox;
+mod payment;
 mod storage;
 
 pub use accounts::Grant;
 pub use apps::{
     AppRecord, AuditEntry, Change, DirectoryEntry, LifecycleError, QueueEntry, Route, VersionRecord,
 };
+pub use outbox::{EventRecord, PendingEvent, event_id};
 pub use storage::StoredKey;
 
 /// Which engine a [`Db`] runs on.
