@@ -3,13 +3,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::accounts::{DEFAULT_SESSION_TTL, Username};
-use crate::platform::DEFAULT_MAX_COMPONENT_BYTES;
+use crate::platform::{DEFAULT_MAX_COMPONENT_BYTES, DEFAULT_RETRY_SCHEDULE};
 use crate::runtime::{DEFAULT_MAX_CONCURRENT_CALLS, Limits};
 
 /// Default cap on a request body sent to a mini-program: 1 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// [`DEFAULT_RETRY_SCHEDULE`] as the flag spells it.
+const DEFAULT_RETRY_SCHEDULE_TEXT: &str = "15s,15s,30s,3m,10m,20m,30m,30m,30m,1h,3h,3h,3h,6h,6h";
 
 /// How `miniapp serve` runs.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,8 +61,25 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub limits: LimitConfig,
 
+    /// The waits before each redelivery of an event a program did not
+    /// acknowledge, comma-separated (`15s,15s,30s,3m,...`); after the last,
+    /// the event is given up. Defaults to WeChat Pay's schedule.
+    #[arg(
+        long,
+        env = "MINIAPP_EVENT_RETRY_SCHEDULE",
+        value_delimiter = ',',
+        value_parser = humantime::parse_duration,
+        default_value = DEFAULT_RETRY_SCHEDULE_TEXT,
+    )]
+    pub event_retry_schedule: Vec<Duration>,
+
+    /// Do not deliver events from this node (a node that only serves
+    /// requests). At least one node of a platform must deliver them.
+    #[arg(long, env = "MINIAPP_NO_EVENT_DISPATCH")]
+    pub no_event_dispatch: bool,
+
     /// Install the bundled sample programs (`hello`, `hostile`, `whoami`,
-    /// `notes`, `leaderboard`) on
+    /// `notes`, `leaderboard`, `shop`, `red-envelope`, `payment-probe`) on
     /// start, released by the platform under the `samples` account.
     #[arg(long)]
     pub samples: bool,
@@ -82,6 +103,8 @@ impl ServeConfig {
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
+            event_retry_schedule: DEFAULT_RETRY_SCHEDULE.to_vec(),
+            no_event_dispatch: false,
             samples: false,
             native_baseline: false,
             limits: LimitConfig::default(),
@@ -163,5 +186,17 @@ impl LimitConfig {
             memory_bytes: self.max_memory_bytes,
             ..MAXIMUM
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_retry_schedule_flag_spells_the_constant() {
+        let parsed: Vec<_> = super::DEFAULT_RETRY_SCHEDULE_TEXT
+            .split(',')
+            .map(|wait| humantime::parse_duration(wait).unwrap())
+            .collect();
+        assert_eq!(parsed, super::DEFAULT_RETRY_SCHEDULE);
     }
 }

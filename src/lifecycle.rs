@@ -10,6 +10,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::accounts::AccountId;
 use crate::domain::AppId;
+use crate::payment::PaymentSettings;
 use crate::runtime::Limits;
 use crate::storage::RequestedQuotas;
 
@@ -163,15 +164,22 @@ pub enum Capability {
     Identity,
     /// Key-value data of the app and of each of its users, with quotas.
     Storage,
+    /// Orders, refunds and payouts.
+    Payment,
 }
 
 impl Capability {
-    pub const ALL: &[Capability] = &[Capability::Identity, Capability::Storage];
+    pub const ALL: &[Capability] = &[
+        Capability::Identity,
+        Capability::Storage,
+        Capability::Payment,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Capability::Identity => "identity",
             Capability::Storage => "storage",
+            Capability::Payment => "payment",
         }
     }
 
@@ -267,6 +275,9 @@ pub struct Manifest {
     /// Storage quotas, for versions with the storage capability.
     #[serde(default)]
     pub storage: RequestedQuotas,
+    /// Payouts and order lifetime, for versions with the payment capability.
+    #[serde(default)]
+    pub payment: PaymentSettings,
 }
 
 /// A manifest refused, naming the field at fault.
@@ -317,6 +328,16 @@ impl Manifest {
             .storage
             .resolve()
             .map_err(|problem| InvalidManifest(format!("field `storage`: {problem}")))?;
+        manifest
+            .payment
+            .order_ttl()
+            .map_err(|problem| InvalidManifest(format!("field `payment`: {problem}")))?;
+        if manifest.payment != PaymentSettings::default() && !manifest.declares(Capability::Payment)
+        {
+            return Err(InvalidManifest(
+                "field `payment` needs the payment capability in `capabilities`".into(),
+            ));
+        }
         Ok(manifest)
     }
 

@@ -26,6 +26,9 @@ pub const SAMPLES: &[Sample] = &[
     sample!("whoami"),
     sample!("notes"),
     sample!("leaderboard"),
+    sample!("shop"),
+    sample!("red-envelope"),
+    sample!("payment-probe"),
 ];
 
 /// Installs every sample as released by the platform, unless its exact

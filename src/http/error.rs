@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::http::header::{self, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
+use crate::payment::PaymentError;
 use crate::platform::PlatformError;
 use crate::runtime::Rejection;
 
@@ -111,8 +112,28 @@ impl From<PlatformError> for ApiError {
             PlatformError::Transition(_) => {
                 ApiError::new(StatusCode::CONFLICT, "invalid_transition", message)
             }
+            PlatformError::Payment(err) => err.into(),
             PlatformError::Internal(err) => ApiError::internal(&err),
         }
+    }
+}
+
+impl From<PaymentError> for ApiError {
+    fn from(err: PaymentError) -> Self {
+        let message = err.to_string();
+        let (status, code) = match err {
+            PaymentError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            PaymentError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            PaymentError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            PaymentError::InsufficientFunds(_) => (StatusCode::CONFLICT, "insufficient_balance"),
+            PaymentError::LimitReached(_) => (StatusCode::CONFLICT, "limit_reached"),
+            PaymentError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            PaymentError::WrongPin { .. } => (StatusCode::FORBIDDEN, "wrong_pin"),
+            PaymentError::Locked { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            PaymentError::NoPin => (StatusCode::CONFLICT, "no_pin"),
+            PaymentError::Unavailable(err) => return ApiError::internal(&err),
+        };
+        ApiError::new(status, code, message)
     }
 }
 

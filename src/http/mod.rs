@@ -6,6 +6,9 @@
 //! - `/v1/review/...`: the reviewers' queue and decisions ([`review`]).
 //! - `/v1/directory`, `/v1/launch`, `/v1/sns/jscode2session`: users and
 //!   apps' own servers ([`users`]).
+//! - `/v1/me/payment-pin`, `/v1/me/wallet`, `/v1/pay/orders/...`,
+//!   `/v1/admin/wallets/...`, `/v1/apps/{appid}/statement|events`: money
+//!   ([`payment`]).
 //! - `ANY /apps/{appid}/{*path}`, `ANY /trial/{appid}/{*path}`: users reach
 //!   a mini-program ([`invoke`]).
 
@@ -14,6 +17,7 @@ mod apps;
 mod auth;
 mod error;
 mod invoke;
+mod payment;
 mod review;
 mod users;
 
@@ -82,6 +86,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/me/grants/{appid}/{scope}",
             put(users::grant).delete(users::revoke_grant),
         )
+        .route("/v1/me/payment-pin", put(payment::set_pin))
+        .route("/v1/me/wallet", get(payment::wallet))
+        .route("/v1/pay/orders/{prepay_id}", get(payment::order))
+        .route("/v1/pay/orders/{prepay_id}/confirm", post(payment::confirm))
+        .route("/v1/admin/wallets/{username}/top-up", post(payment::top_up))
         .route("/v1/apps", post(apps::create).get(apps::list))
         .route("/v1/apps/{appid}", get(apps::status).delete(apps::delete))
         .route("/v1/apps/{appid}/secret", post(apps::rotate_secret))
@@ -101,6 +110,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/apps/{appid}/rollback", post(apps::rollback))
         .route("/v1/apps/{appid}/audit", get(apps::audit))
         .route("/v1/apps/{appid}/calls", get(apps::recent_calls))
+        .route("/v1/apps/{appid}/statement", get(payment::statement))
+        .route("/v1/apps/{appid}/events", get(payment::events))
         .route("/v1/apps/{appid}/calls/{call_id}", get(apps::call_detail))
         .route("/v1/review/queue", get(review::queue))
         .route("/v1/review/{appid}/{version}", get(review::detail))

@@ -102,11 +102,33 @@ impl Platform {
     /// account is locked for [`LOGIN_LOCKOUT`], so passwords cannot be
     /// guessed at speed.
     pub async fn login(&self, username: &str, password: String) -> Result<Session, PlatformError> {
-        let wrong = || PlatformError::Unauthenticated("wrong username or password".into());
         let found = match username.parse::<Username>() {
             Ok(username) => self.db.account_for_login(&username).await?,
             Err(_) => None,
         };
+        let account = self.check_password(found, password).await?;
+        Ok(self.issue_session(account).await?)
+    }
+
+    /// Asks a signed-in user for their password again, before a sensitive
+    /// change; wrong passwords count towards the sign-in lockout.
+    pub(super) async fn reauthenticate(
+        &self,
+        account: &Account,
+        password: String,
+    ) -> Result<(), PlatformError> {
+        let found = self.db.account_for_login(&account.username).await?;
+        self.check_password(found, password).await.map(|_| ())
+    }
+
+    /// Checks a password against the account found (against a decoy hash
+    /// when none was, so both take as long), counting wrong ones.
+    async fn check_password(
+        &self,
+        found: Option<(Account, String, i64)>,
+        password: String,
+    ) -> Result<Account, PlatformError> {
+        let wrong = || PlatformError::Unauthenticated("wrong username or password".into());
         let now = now_ms();
         if let Some((_, _, locked_until)) = &found
             && *locked_until > now
@@ -125,7 +147,7 @@ impl Platform {
         match account {
             Some(account) if verified => {
                 self.db.clear_failed_logins(account.id).await?;
-                Ok(self.issue_session(account).await?)
+                Ok(account)
             }
             Some(account) => {
                 let lock_until = now + LOGIN_LOCKOUT.as_millis() as i64;

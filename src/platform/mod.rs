@@ -5,25 +5,30 @@
 
 mod accounts;
 mod apps;
+mod outbox;
+mod payment;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OnceCell, mpsc, oneshot};
+use tokio::sync::{Notify, OnceCell, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use accounts::{NewAccount, Session};
 pub use apps::{AppStatus, Launch, NewApp, VersionDetail, VersionSummary};
+pub use outbox::DEFAULT_RETRY_SCHEDULE;
+pub use payment::{MerchantStatement, WalletStatement};
 
 use crate::accounts::{Account, AccountId, Role};
 use crate::db::{CallRecord, Db, LifecycleError, Route, StoredCall, now_ms};
 use crate::domain::AppId;
 use crate::identity::Identity;
 use crate::lifecycle::{Capability, InvalidManifest, InvalidTransition, Manifest};
+use crate::payment::{PaymentError, Payments};
 use crate::runtime::{
-    CallReport, Grants, IdentityGrant, Invocation, Limits, Program, Rejection, Runtime,
-    StorageGrant,
+    CallReport, Grants, IdentityGrant, Invocation, Limits, PaymentGrant, Program, Rejection,
+    Runtime, StorageGrant,
 };
 use crate::storage::{Quotas, Storage};
 
@@ -61,6 +66,8 @@ pub enum PlatformError {
     Conflict(String),
     #[error(transparent)]
     Transition(#[from] InvalidTransition),
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -106,6 +113,12 @@ pub struct PlatformSettings {
     pub default_limits: Limits,
     /// How long a session token lives. Defaults to 7 days.
     pub session_ttl: Duration,
+    /// The waits before each redelivery of a refused event; after the
+    /// last, the event is given up. Defaults to WeChat Pay's schedule.
+    pub event_retry_schedule: Vec<Duration>,
+    /// Whether this node delivers events. Off for nodes that only serve
+    /// requests; at least one node of a platform must deliver.
+    pub dispatch_events: bool,
 }
 
 /// A finished call and the identifiers to find its usage record by.
@@ -160,6 +173,10 @@ pub struct Platform {
     runtime: Arc<Runtime>,
     identity: Arc<Identity>,
     storage: Arc<Storage>,
+    payments: Arc<Payments>,
+    /// Rung when this node queues an event, so its dispatcher delivers at once.
+    events_queued: Arc<Notify>,
+    dispatcher: Mutex<Option<outbox::Dispatcher>>,
     settings: PlatformSettings,
     routes: Mutex<HashMap<AppId, Cached<AppRoute>>>,
     sessions: Mutex<HashMap<String, Cached<Account>>>,
@@ -169,17 +186,22 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// The platform over `db` and `runtime`. `settings.default_limits` must
-    /// lie within the runtime's maxima.
+    /// The platform over `db` and `runtime`, delivering events unless
+    /// `settings` say otherwise. `settings.default_limits` must lie within
+    /// the runtime's maxima.
     pub async fn new(
         db: Db,
         runtime: Runtime,
         settings: PlatformSettings,
-    ) -> anyhow::Result<Platform> {
+    ) -> anyhow::Result<Arc<Platform>> {
         let identity = Arc::new(Identity::load(db.clone()).await?);
         let usage = UsageRecorder::start(db.clone());
-        Ok(Platform {
+        let events_queued = Arc::new(Notify::new());
+        let platform = Arc::new(Platform {
             storage: Arc::new(Storage::new(db.clone())),
+            payments: Arc::new(Payments::new(db.clone(), events_queued.clone())),
+            events_queued,
+            dispatcher: Mutex::new(None),
             db,
             runtime: Arc::new(runtime),
             identity,
@@ -189,7 +211,15 @@ impl Platform {
             programs: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
             usage,
-        })
+        });
+        if platform.settings.dispatch_events {
+            let dispatcher = outbox::Dispatcher::start(
+                Arc::downgrade(&platform),
+                platform.events_queued.clone(),
+            );
+            *lock(&platform.dispatcher) = Some(dispatcher);
+        }
+        Ok(platform)
     }
 
     pub fn db(&self) -> &Db {
@@ -208,6 +238,10 @@ impl Platform {
         &self.storage
     }
 
+    pub fn payments(&self) -> &Payments {
+        &self.payments
+    }
+
     pub fn max_component_bytes(&self) -> usize {
         self.settings.max_component_bytes
     }
@@ -223,26 +257,55 @@ impl Platform {
     ) -> Result<Invoked, PlatformError> {
         let app = self.app_route(appid).await?;
         let version = self.reached_version(appid, &app, channel, caller).await?;
+        self.run(appid, &app, version, channel, caller, invocation)
+            .await
+    }
+
+    /// Runs one invocation of `version`, with what its manifest grants,
+    /// and records its usage.
+    async fn run(
+        &self,
+        appid: &AppId,
+        app: &AppRoute,
+        version: i64,
+        channel: Channel,
+        caller: Option<&Account>,
+        invocation: Invocation,
+    ) -> Result<Invoked, PlatformError> {
         let ready = self.ready(appid, version).await?;
+        let manifest = &ready.manifest;
+        let caller_id = caller.map(|account| account.id);
         let grants = Grants {
-            identity: ready
-                .manifest
+            identity: manifest
                 .declares(Capability::Identity)
                 .then(|| IdentityGrant {
                     service: self.identity.clone(),
                     appid: appid.clone(),
                     owner: app.owner,
-                    caller: caller.map(|account| account.id),
-                    scopes: ready.manifest.scopes.clone(),
+                    caller: caller_id,
+                    scopes: manifest.scopes.clone(),
                 }),
-            storage: ready
-                .manifest
+            storage: manifest
                 .declares(Capability::Storage)
                 .then(|| StorageGrant {
                     service: self.storage.clone(),
                     appid: appid.clone(),
-                    caller: caller.map(|account| account.id),
+                    caller: caller_id,
                     quotas: ready.quotas,
+                }),
+            payment: manifest
+                .declares(Capability::Payment)
+                .then(|| PaymentGrant {
+                    service: self.payments.clone(),
+                    appid: appid.clone(),
+                    channel: channel.as_str(),
+                    caller: caller_id.map(|account| {
+                        let openid = self.identity.app_user(appid, app.owner, account).openid;
+                        (account, openid)
+                    }),
+                    payout: manifest.payment.payout,
+                    // Checked at upload; a stored manifest always resolves.
+                    order_ttl: manifest.payment.order_ttl().unwrap_or_default(),
                 }),
         };
         let entry = match invocation {
@@ -361,8 +424,13 @@ impl Platform {
             .ok_or_else(|| PlatformError::NotFound(format!("call {id} of app {appid} not found")))
     }
 
-    /// Writes every pending usage record and stops the recorder.
+    /// Stops delivering events, then writes every pending usage record and
+    /// stops the recorder.
     pub async fn shutdown(&self) {
+        let dispatcher = lock(&self.dispatcher).take();
+        if let Some(dispatcher) = dispatcher {
+            dispatcher.stop().await;
+        }
         self.usage.shutdown().await;
     }
 

@@ -31,7 +31,7 @@ use crate::domain::Sha256Digest;
 use artifacts::ArtifactCache;
 pub use call_log::DEFAULT_LOG_LIMIT;
 use call_log::SharedLog;
-pub use host::{IdentityGrant, StorageGrant};
+pub use host::{IdentityGrant, PaymentGrant, StorageGrant};
 pub use inspect::{ComponentInfo, Rejection};
 pub use limits::Limits;
 use limits::{InstanceLimiter, MemoryLimitExceeded};
@@ -121,6 +121,7 @@ pub fn host_interface_name(import: &str) -> Option<&str> {
 pub struct Grants {
     pub identity: Option<host::IdentityGrant>,
     pub storage: Option<host::StorageGrant>,
+    pub payment: Option<host::PaymentGrant>,
 }
 
 /// What a call runs: a user's request, or a platform event.

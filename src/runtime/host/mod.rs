@@ -13,8 +13,10 @@
 
 mod identity;
 mod log;
+mod payment;
 mod storage;
 mod wasi;
 
 pub use identity::IdentityGrant;
+pub use payment::PaymentGrant;
 pub use storage::StorageGrant;
