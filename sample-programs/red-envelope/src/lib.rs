@@ -6,7 +6,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `POST /envelopes` | body `{"amount":A,"shares":N}` (fen; 1 ≤ N ≤ 10000, N ≤ A ≤ 1000000000): 201 `{"envelope":id,"prepay_id":"...","amount":A}`, an order of the caller's to confirm on the platform |
-//! | `POST /envelopes/:id/grab` | 200 `{"envelope":id,"share":k,"amount":a}`, the caller's share, paid out; 409 `{"error":"not_funded"}` before the envelope is paid; 409 `{"error":"already_grabbed","amount":a}` to a caller who has their share; 410 `{"error":"empty"}` once every share is taken |
+//! | `POST /envelopes/:id/grab` | 200 `{"envelope":id,"share":k,"amount":a}`, the caller's share, paid out; 409 `{"error":"not_funded"}` before the envelope is paid; 409 `{"error":"already_grabbed","amount":a}` to a caller who has their share; 409 `{"error":"grab_in_progress"}` while another grab of the caller's is taking its share; 410 `{"error":"empty"}` once every share is taken |
 //! | `GET /envelopes/:id` | `{"envelope":id,"amount":A,"shares":N,"funded":false,"taken":t}`, `t` the shares taken so far (at most N) |
 //!
 //! Envelope `id` (from the counter `envelope-seq`) is paid by the order
@@ -33,12 +33,16 @@
 //!    `k`, written before any money moves (or `empty`, past the last share);
 //! 3. `paid:<k>:<amount>`, after `payout` numbered `env<id>-<k>`.
 //!
-//! An attempt that finds a claim half way (its earlier attempt crashed or
-//! failed) resumes it: `claimed` takes a ticket, `ticket:<k>` pays share `k`
-//! again, which pays nothing more if it was paid (payout is idempotent on
-//! its number). Every state change is a compare-and-swap; a user racing
-//! themselves may burn a ticket that then nobody gets (its money stays in
-//! the merchant account), but never takes two shares.
+//! Only the attempt that created `claimed` takes a ticket: another attempt
+//! of the same user finding `claimed` answers 409
+//! `{"error":"grab_in_progress"}`, so a user racing themselves never burns
+//! a share. An attempt that finds `ticket:<k>` (an earlier attempt crashed
+//! or failed after taking it) resumes it: it pays share `k` again, which
+//! pays nothing more if it was paid (payout is idempotent on its number).
+//! Every state change is a compare-and-swap. The one window left: an
+//! attempt that dies between `claimed` and writing its ticket leaves that
+//! user's claim stuck, and the share it may have taken stays in the
+//! merchant account; nobody is ever paid twice or past the envelope.
 //!
 //! Errors answer `{"error":<kind>,"detail":"..."}`: 400 `invalid` for a body
 //! that is not `{"amount","shares"}` within the bounds (checked before
@@ -474,7 +478,17 @@ fn grab(params: &Params) -> Result<Response, Failure> {
     let (mut claim, mut version) =
         match storage::compare_and_swap(Scope::App, &key, 0, Claim::Claimed.encode()) {
             Ok(version) => (Claim::Claimed, version),
-            Err(Error::Conflict(_)) => read_claim(&key)?,
+            Err(Error::Conflict(_)) => match read_claim(&key)? {
+                // Another attempt of this user created the claim and is
+                // taking its ticket: a second ticket would burn a share.
+                (Claim::Claimed, _) => {
+                    return Err(refusal(
+                        409,
+                        json::Object::new().string("error", "grab_in_progress"),
+                    ));
+                }
+                found => found,
+            },
             Err(error) => return Err(error.into()),
         };
     for _ in 0..GRAB_STEPS {
