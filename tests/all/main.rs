@@ -8,6 +8,7 @@ mod cli;
 mod events;
 mod identity;
 mod lifecycle;
+mod payment;
 mod sandbox;
 mod storage;
 mod support;

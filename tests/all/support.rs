@@ -21,6 +21,9 @@ pub const HOSTILE: &[u8] = include_bytes!("../../sample-programs/dist/hostile.wa
 pub const WHOAMI: &[u8] = include_bytes!("../../sample-programs/dist/whoami.wasm");
 pub const NOTES: &[u8] = include_bytes!("../../sample-programs/dist/notes.wasm");
 pub const LEADERBOARD: &[u8] = include_bytes!("../../sample-programs/dist/leaderboard.wasm");
+pub const SHOP: &[u8] = include_bytes!("../../sample-programs/dist/shop.wasm");
+pub const RED_ENVELOPE: &[u8] = include_bytes!("../../sample-programs/dist/red-envelope.wasm");
+pub const PAYMENT_PROBE: &[u8] = include_bytes!("../../sample-programs/dist/payment-probe.wasm");
 pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
 /// The manifest the tests upload a sample with unless they need another.
