@@ -8,7 +8,7 @@
 pub const PACKAGE: &str = "miniapp:host";
 
 /// The semver of the WIT package in `wit/host.wit`.
-pub const VERSION: &str = "0.1.3";
+pub const VERSION: &str = "0.1.4";
 
 /// The world every mini-program targets.
 pub const WORLD: &str = "mini-program";
