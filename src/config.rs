@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::accounts::{DEFAULT_SESSION_TTL, Username};
+use crate::messaging::DEFAULT_DAILY_NOTIFICATIONS;
 use crate::platform::{DEFAULT_MAX_COMPONENT_BYTES, DEFAULT_RETRY_SCHEDULE};
 use crate::runtime::{DEFAULT_MAX_CONCURRENT_CALLS, Limits};
 
@@ -73,6 +74,10 @@ pub struct ServeConfig {
     )]
     pub event_retry_schedule: Vec<Duration>,
 
+    /// Notifications one app may send one user per UTC day (default 20).
+    #[arg(long, env = "MINIAPP_DAILY_NOTIFICATIONS", default_value_t = DEFAULT_DAILY_NOTIFICATIONS)]
+    pub daily_notifications: i64,
+
     /// Do not deliver events from this node (a node that only serves
     /// requests). At least one node of a platform must deliver them.
     #[arg(long, env = "MINIAPP_NO_EVENT_DISPATCH")]
@@ -105,6 +110,7 @@ impl ServeConfig {
             max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
             event_retry_schedule: DEFAULT_RETRY_SCHEDULE.to_vec(),
             no_event_dispatch: false,
+            daily_notifications: DEFAULT_DAILY_NOTIFICATIONS,
             samples: false,
             native_baseline: false,
             limits: LimitConfig::default(),

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod http;
 pub mod identity;
 pub mod lifecycle;
+pub mod messaging;
 pub mod payment;
 pub mod platform;
 pub mod runtime;
@@ -63,6 +64,7 @@ impl Server {
             session_ttl: Duration::from_secs(config.session_ttl_secs),
             event_retry_schedule: config.event_retry_schedule.clone(),
             dispatch_events: !config.no_event_dispatch,
+            daily_notifications: config.daily_notifications,
         };
         let platform = Platform::new(db, runtime, settings).await?;
         let generated = platform
@@ -114,6 +116,11 @@ impl Server {
         if self.native_baseline {
             router = router.merge(http::native_baseline());
         }
+        let platform = self.platform.clone();
+        let shutdown = async move {
+            shutdown.await;
+            platform.close_streams();
+        };
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await?;

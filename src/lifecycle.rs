@@ -10,6 +10,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::accounts::AccountId;
 use crate::domain::AppId;
+use crate::messaging::MessagingSettings;
 use crate::payment::PaymentSettings;
 use crate::runtime::Limits;
 use crate::storage::RequestedQuotas;
@@ -166,6 +167,8 @@ pub enum Capability {
     Storage,
     /// Orders, refunds and payouts.
     Payment,
+    /// Notifications and customer-service replies.
+    Messaging,
 }
 
 impl Capability {
@@ -173,6 +176,7 @@ impl Capability {
         Capability::Identity,
         Capability::Storage,
         Capability::Payment,
+        Capability::Messaging,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -180,6 +184,7 @@ impl Capability {
             Capability::Identity => "identity",
             Capability::Storage => "storage",
             Capability::Payment => "payment",
+            Capability::Messaging => "messaging",
         }
     }
 
@@ -278,6 +283,9 @@ pub struct Manifest {
     /// Payouts and order lifetime, for versions with the payment capability.
     #[serde(default)]
     pub payment: PaymentSettings,
+    /// Notification templates, for versions with the messaging capability.
+    #[serde(default)]
+    pub messaging: MessagingSettings,
 }
 
 /// A manifest refused, naming the field at fault.
@@ -332,6 +340,15 @@ impl Manifest {
             .payment
             .order_ttl()
             .map_err(|problem| InvalidManifest(format!("field `payment`: {problem}")))?;
+        manifest
+            .messaging
+            .check()
+            .map_err(|problem| InvalidManifest(format!("field `messaging`: {problem}")))?;
+        if !manifest.messaging.templates.is_empty() && !manifest.declares(Capability::Messaging) {
+            return Err(InvalidManifest(
+                "field `messaging` needs the messaging capability in `capabilities`".into(),
+            ));
+        }
         if manifest.payment != PaymentSettings::default() && !manifest.declares(Capability::Payment)
         {
             return Err(InvalidManifest(

@@ -15,6 +15,7 @@ use crate::domain::AppId;
 
 mod accounts;
 mod apps;
+mod messaging;
 mod outbox;
 mod payment;
 mod storage;
@@ -23,6 +24,7 @@ pub use accounts::Grant;
 pub use apps::{
     AppRecord, AuditEntry, Change, DirectoryEntry, LifecycleError, QueueEntry, Route, VersionRecord,
 };
+pub use messaging::INBOX_CHANNEL;
 pub use outbox::{EventRecord, PendingEvent, event_id};
 pub use storage::StoredKey;
 
@@ -38,6 +40,9 @@ pub enum Engine {
 pub struct Db {
     pool: AnyPool,
     engine: Engine,
+    /// What `connect` was given, for connections outside the pool
+    /// (PostgreSQL's LISTEN).
+    url: String,
 }
 
 /// The usage record of one call.
@@ -132,11 +137,15 @@ impl Db {
             Engine::Postgres => sqlx::migrate!("migrations/postgres"),
         };
         migrator.run(&pool).await.context("applying migrations")?;
-        Ok(Db { pool, engine })
+        Ok(Db { pool, engine, url })
     }
 
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Checks the database answers.

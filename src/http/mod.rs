@@ -9,6 +9,8 @@
 //! - `/v1/me/payment-pin`, `/v1/me/wallet`, `/v1/pay/orders/...`,
 //!   `/v1/admin/wallets/...`, `/v1/apps/{appid}/statement|events`: money
 //!   ([`payment`]).
+//! - `/v1/me/subscriptions`, `/v1/me/conversations/{appid}`,
+//!   `/v1/me/messages[/read|/stream]`: messages ([`messaging`]).
 //! - `ANY /apps/{appid}/{*path}`, `ANY /trial/{appid}/{*path}`: users reach
 //!   a mini-program ([`invoke`]).
 
@@ -17,6 +19,7 @@ mod apps;
 mod auth;
 mod error;
 mod invoke;
+mod messaging;
 mod payment;
 mod review;
 mod users;
@@ -86,6 +89,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/me/grants/{appid}/{scope}",
             put(users::grant).delete(users::revoke_grant),
         )
+        .route("/v1/me/subscriptions", get(messaging::subscriptions))
+        .route(
+            "/v1/me/subscriptions/{appid}/{template_id}",
+            put(messaging::subscribe).delete(messaging::unsubscribe),
+        )
+        .route("/v1/me/conversations/{appid}", post(messaging::write))
+        .route("/v1/me/messages", get(messaging::inbox))
+        .route("/v1/me/messages/read", post(messaging::mark_read))
+        .route("/v1/me/messages/stream", get(messaging::stream))
         .route("/v1/me/payment-pin", put(payment::set_pin))
         .route("/v1/me/wallet", get(payment::wallet))
         .route("/v1/pay/orders/{prepay_id}", get(payment::order))

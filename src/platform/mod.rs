@@ -5,6 +5,7 @@
 
 mod accounts;
 mod apps;
+mod messaging;
 mod outbox;
 mod payment;
 
@@ -25,10 +26,11 @@ use crate::db::{CallRecord, Db, LifecycleError, Route, StoredCall, now_ms};
 use crate::domain::AppId;
 use crate::identity::Identity;
 use crate::lifecycle::{Capability, InvalidManifest, InvalidTransition, Manifest};
+use crate::messaging::{Clock, Messaging};
 use crate::payment::{PaymentError, Payments};
 use crate::runtime::{
-    CallReport, Grants, IdentityGrant, Invocation, Limits, PaymentGrant, Program, Rejection,
-    Runtime, StorageGrant,
+    CallReport, Grants, IdentityGrant, Invocation, Limits, MessagingGrant, PaymentGrant, Program,
+    Rejection, Runtime, StorageGrant,
 };
 use crate::storage::{Quotas, Storage};
 
@@ -119,6 +121,8 @@ pub struct PlatformSettings {
     /// Whether this node delivers events. Off for nodes that only serve
     /// requests; at least one node of a platform must deliver.
     pub dispatch_events: bool,
+    /// Notifications one app may send one user per UTC day.
+    pub daily_notifications: i64,
 }
 
 /// A finished call and the identifiers to find its usage record by.
@@ -133,6 +137,8 @@ struct Ready {
     program: Program,
     limits: Limits,
     quotas: Quotas,
+    /// The manifest's templates, shared with every call's grant.
+    messaging: Arc<crate::messaging::MessagingSettings>,
     manifest: Manifest,
 }
 
@@ -174,6 +180,9 @@ pub struct Platform {
     identity: Arc<Identity>,
     storage: Arc<Storage>,
     payments: Arc<Payments>,
+    messaging: Arc<Messaging>,
+    /// On PostgreSQL: carries other nodes' inbox news to this node's streams.
+    inbox_listener: Mutex<Option<JoinHandle<()>>>,
     /// Rung when this node queues an event, so its dispatcher delivers at once.
     events_queued: Arc<Notify>,
     dispatcher: Mutex<Option<outbox::Dispatcher>>,
@@ -200,6 +209,13 @@ impl Platform {
         let platform = Arc::new(Platform {
             storage: Arc::new(Storage::new(db.clone())),
             payments: Arc::new(Payments::new(db.clone(), events_queued.clone())),
+            messaging: Arc::new(Messaging::new(
+                db.clone(),
+                Clock::system(),
+                settings.daily_notifications,
+                events_queued.clone(),
+            )),
+            inbox_listener: Mutex::new(None),
             events_queued,
             dispatcher: Mutex::new(None),
             db,
@@ -212,6 +228,13 @@ impl Platform {
             loading: Mutex::new(HashMap::new()),
             usage,
         });
+        if platform.db.engine() == crate::db::Engine::Postgres {
+            let listener = messaging::listen_for_messages(
+                platform.db.url().to_string(),
+                platform.messaging.clone(),
+            );
+            *lock(&platform.inbox_listener) = Some(listener);
+        }
         if platform.settings.dispatch_events {
             let dispatcher = outbox::Dispatcher::start(
                 Arc::downgrade(&platform),
@@ -240,6 +263,10 @@ impl Platform {
 
     pub fn payments(&self) -> &Payments {
         &self.payments
+    }
+
+    pub fn messaging_service(&self) -> Arc<Messaging> {
+        self.messaging.clone()
     }
 
     pub fn max_component_bytes(&self) -> usize {
@@ -306,6 +333,13 @@ impl Platform {
                     payout: manifest.payment.payout,
                     // Checked at upload; a stored manifest always resolves.
                     order_ttl: manifest.payment.order_ttl().unwrap_or_default(),
+                }),
+            messaging: manifest
+                .declares(Capability::Messaging)
+                .then(|| MessagingGrant {
+                    service: self.messaging.clone(),
+                    appid: appid.clone(),
+                    settings: ready.messaging.clone(),
                 }),
         };
         let entry = match invocation {
@@ -424,12 +458,20 @@ impl Platform {
             .ok_or_else(|| PlatformError::NotFound(format!("call {id} of app {appid} not found")))
     }
 
-    /// Stops delivering events, then writes every pending usage record and
+    /// Ends live streams, so graceful shutdown need not wait for them.
+    pub fn close_streams(&self) {
+        self.messaging.close_streams();
+    }
+
+    /// Stops delivering events and listening for inbox news, then writes every pending usage record and
     /// stops the recorder.
     pub async fn shutdown(&self) {
         let dispatcher = lock(&self.dispatcher).take();
         if let Some(dispatcher) = dispatcher {
             dispatcher.stop().await;
+        }
+        if let Some(listener) = lock(&self.inbox_listener).take() {
+            listener.abort();
         }
         self.usage.shutdown().await;
     }
@@ -498,6 +540,7 @@ impl Platform {
                     limits: manifest.limits.over(self.settings.default_limits),
                     // Checked at upload; a stored manifest always resolves.
                     quotas: manifest.storage.resolve().unwrap_or_default(),
+                    messaging: Arc::new(manifest.messaging.clone()),
                     manifest,
                 }))
             })

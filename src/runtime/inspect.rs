@@ -53,7 +53,14 @@ fn world_name() -> String {
 /// The interfaces of the `miniapp:host` package a component may import.
 /// Capabilities among them are further limited by each version's manifest
 /// (see `lifecycle::capability_diff`).
-const HOST_IMPORTS: &[&str] = &["types", "log", "identity", "storage", "payment"];
+const HOST_IMPORTS: &[&str] = &[
+    "types",
+    "log",
+    "identity",
+    "storage",
+    "payment",
+    "messaging",
+];
 
 /// The interfaces of the `miniapp:host` package a component must export.
 const HOST_EXPORTS: &[&str] = &["handler", "events"];

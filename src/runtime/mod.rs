@@ -31,7 +31,7 @@ use crate::domain::Sha256Digest;
 use artifacts::ArtifactCache;
 pub use call_log::DEFAULT_LOG_LIMIT;
 use call_log::SharedLog;
-pub use host::{IdentityGrant, PaymentGrant, StorageGrant};
+pub use host::{IdentityGrant, MessagingGrant, PaymentGrant, StorageGrant};
 pub use inspect::{ComponentInfo, Rejection};
 pub use limits::Limits;
 use limits::{InstanceLimiter, MemoryLimitExceeded};
@@ -122,6 +122,7 @@ pub struct Grants {
     pub identity: Option<host::IdentityGrant>,
     pub storage: Option<host::StorageGrant>,
     pub payment: Option<host::PaymentGrant>,
+    pub messaging: Option<host::MessagingGrant>,
 }
 
 /// What a call runs: a user's request, or a platform event.

@@ -13,10 +13,12 @@
 
 mod identity;
 mod log;
+mod messaging;
 mod payment;
 mod storage;
 mod wasi;
 
 pub use identity::IdentityGrant;
+pub use messaging::MessagingGrant;
 pub use payment::PaymentGrant;
 pub use storage::StorageGrant;
