@@ -104,7 +104,8 @@
 //! [`MiniProgram::on_event`]: crate::MiniProgram::on_event
 
 use crate::bindings::miniapp::host::payment as wit;
-use crate::{Error, Event, json};
+use crate::program::Payload;
+use crate::{Error, Event};
 
 /// The topic of the event that says an order was paid.
 pub const PAYMENT_SUCCEEDED: &str = "payment.succeeded";
@@ -402,12 +403,7 @@ impl Notification {
         if topic != PAYMENT_SUCCEEDED && topic != REFUND_SUCCEEDED {
             return Ok(None);
         }
-        let payload = json::parse_flat(&event.payload).map_err(|error| {
-            Error::Invalid(format!(
-                "the payload of {topic} is not a flat JSON object: {error}"
-            ))
-        })?;
-        let fields = Fields { topic, payload };
+        let fields = Payload::read(event)?;
         Ok(Some(if topic == PAYMENT_SUCCEEDED {
             Notification::PaymentSucceeded(PaymentSucceeded {
                 out_trade_no: fields.string("out_trade_no")?,
@@ -433,34 +429,6 @@ impl Notification {
             Notification::PaymentSucceeded(paid) => &paid.out_trade_no,
             Notification::RefundSucceeded(refund) => &refund.out_trade_no,
         }
-    }
-}
-
-/// The members of one event's payload, read for [`Notification::from_event`].
-struct Fields<'a> {
-    topic: &'a str,
-    payload: json::FlatObject,
-}
-
-impl Fields<'_> {
-    fn string(&self, name: &str) -> Result<String, Error> {
-        self.payload
-            .str(name)
-            .map(str::to_owned)
-            .ok_or_else(|| self.missing(name, "a string"))
-    }
-
-    fn number(&self, name: &str) -> Result<u64, Error> {
-        self.payload
-            .u64(name)
-            .ok_or_else(|| self.missing(name, "a whole number"))
-    }
-
-    fn missing(&self, name: &str, kind: &str) -> Error {
-        Error::Invalid(format!(
-            "the payload of {} lacks `{name}`, {kind}",
-            self.topic
-        ))
     }
 }
 

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 
 use crate::bindings::exports::miniapp::host::{events, handler};
 use crate::bindings::miniapp::host::types as wit;
-use crate::{Request, Response};
+use crate::{Error, Request, Response, json};
 
 /// What a mini-program does: answer requests and receive platform events.
 ///
@@ -43,6 +43,62 @@ pub struct Event {
     pub topic: String,
     /// The event's data as a JSON document.
     pub payload: String,
+}
+
+/// The payload of an event of a known topic, read as a flat JSON object:
+/// what the capability modules' typed events (`payment::Notification`,
+/// `messaging::MessageReceived`) are read from, so that every topic
+/// reports a bad payload the same way.
+pub(crate) struct Payload<'a> {
+    topic: &'a str,
+    members: json::FlatObject,
+}
+
+impl<'a> Payload<'a> {
+    /// Reads `event`'s payload.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] when it is not a flat JSON object, naming the topic.
+    pub(crate) fn read(event: &'a Event) -> Result<Self, Error> {
+        let topic = event.topic.as_str();
+        let members = json::parse_flat(&event.payload).map_err(|error| {
+            Error::Invalid(format!(
+                "the payload of {topic} is not a flat JSON object: {error}"
+            ))
+        })?;
+        Ok(Self { topic, members })
+    }
+
+    /// The string member `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] when it is absent or not a string.
+    pub(crate) fn string(&self, name: &str) -> Result<String, Error> {
+        self.members
+            .str(name)
+            .map(str::to_owned)
+            .ok_or_else(|| self.missing(name, "a string"))
+    }
+
+    /// The member `name`, a whole number that fits in 64 bits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] when it is absent or not such a number.
+    pub(crate) fn number(&self, name: &str) -> Result<u64, Error> {
+        self.members
+            .u64(name)
+            .ok_or_else(|| self.missing(name, "a whole number"))
+    }
+
+    fn missing(&self, name: &str, kind: &str) -> Error {
+        Error::Invalid(format!(
+            "the payload of {} lacks `{name}`, {kind}",
+            self.topic
+        ))
+    }
 }
 
 impl From<events::Event> for Event {
