@@ -24,6 +24,10 @@
 //! - [`payment`], money after WeChat Pay's flow: orders the user confirms
 //!   on the platform, refunds, payouts from the app's merchant account, and
 //!   the `payment.succeeded` and `refund.succeeded` events;
+//! - [`messaging`], messages to users after WeChat's: notifications from
+//!   the manifest's templates to users who subscribed, customer-service
+//!   replies within 48 hours of a user's message, and the
+//!   `message.received` event;
 //! - [`Error`], what every fallible host function answers, one case per
 //!   case of the contract's `error`, with a default HTTP status for each
 //!   and [`Response::error`] to pass one on to the user;
@@ -87,6 +91,7 @@ mod router;
 pub mod identity;
 pub mod json;
 pub mod log;
+pub mod messaging;
 pub mod payment;
 pub mod storage;
 
