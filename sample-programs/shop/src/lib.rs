@@ -1,5 +1,6 @@
 //! The payment sample for selling: a catalog, orders its signed-in buyers pay
-//! on the platform, refunds, and the payment events that settle them.
+//! on the platform, refunds, the payment events that settle them, and the
+//! "order shipped" notification to a buyer who subscribed to it.
 //!
 //! | route | answer |
 //! |---|---|
@@ -11,7 +12,7 @@
 //! An order numbered `<no>` (`shop-` and a sequence number of 8 digits or
 //! more, from the counter `order-seq`) lives in the app scope at the key
 //! `order/<no>`, a JSON object `{"product","quantity","amount","buyer",
-//! "status"}`, `buyer` being the buyer's openid. It is written, as
+//! "status","notified"}`, `buyer` being the buyer's openid. It is written, as
 //! `created`, before the platform's order is created, so that a payment
 //! never arrives for an order the shop does not know. The shop's status
 //! moves only forward, by the events: `payment.succeeded` sets `paid`,
@@ -20,6 +21,22 @@
 //! a `warn` line); an event the shop cannot record (a storage failure, a
 //! payload it cannot read) is refused, so that the platform delivers it
 //! again.
+//!
+//! Once an order is paid, the buyer gets the notification `order_shipped`
+//! (the template the manifest declares) with the product's name (cut to 20
+//! characters), the order number and the amount in yuan (`24.00`), opening
+//! `/orders/<no>`. `notified` says whether that is settled: `false` from
+//! the order's creation, `true` once the notification is sent or refused
+//! for good. The `payment.succeeded` event that marks the order paid sends
+//! it; a redelivery that finds the order paid and `notified` still `false`
+//! sends it again. A refusal that no retry would change (`denied`: the
+//! buyer holds no subscription; `quota-exceeded`: the day's cap is
+//! reached; `invalid`) is logged as a `warn` line and the event
+//! acknowledged; when the platform is `unavailable` the event is refused,
+//! so the platform delivers it again and the notification is tried again.
+//! A buyer gets it twice only if storage fails right after it was sent. A
+//! refunded order is not notified any more, and an order stored before
+//! notifications existed (no `notified`) counts as notified.
 //!
 //! Errors answer `{"error":<kind>,"detail":"..."}`: 400 `invalid` for a body
 //! that is not `{"product","quantity"}` with a known product and a quantity
@@ -30,10 +47,13 @@
 //! `denied` for a capability missing, 503 `unavailable`, ...), and 500 for
 //! a stored order the shop cannot read. It logs one `info` line per
 //! request and imports `miniapp:host/identity`, `miniapp:host/storage`,
-//! `miniapp:host/payment` and `miniapp:host/log`; its manifest declares the
-//! `identity`, `storage` and `payment` capabilities, no payouts.
+//! `miniapp:host/payment`, `miniapp:host/messaging` and `miniapp:host/log`;
+//! its manifest declares the `identity`, `storage`, `payment` and
+//! `messaging` capabilities, no payouts, and the one template
+//! `order_shipped`.
 
 use miniapp_sdk::identity::{self, Caller};
+use miniapp_sdk::messaging;
 use miniapp_sdk::payment::{self, Notification};
 use miniapp_sdk::storage::{self, Scope};
 use miniapp_sdk::{Error, Event, MiniProgram, Params, Request, Response, Router, info, json, warn};
@@ -64,7 +84,7 @@ impl MiniProgram for Shop {
             Err(error) => return Err(format!("event {}: {error}", event.id)),
         };
         let (no, status) = settled;
-        advance(&no, status).map_err(|error| format!("event {} for {no}: {error}", event.id))
+        settle(&no, status).map_err(|error| format!("event {} for {no}: {error}", event.id))
     }
 }
 
@@ -107,6 +127,11 @@ const REFUND_REASON: &str = "refund requested by buyer";
 /// How many times an event's status update is tried against concurrent
 /// writers of the order.
 const UPDATE_ATTEMPTS: u32 = 10;
+/// The notification a buyer gets once their order is paid, as the manifest
+/// declares it.
+const SHIPPED_TEMPLATE: &str = "order_shipped";
+/// The most characters of a `thing` field of a notification.
+const MAX_THING_CHARS: usize = 20;
 
 fn product(id: &str) -> Option<&'static Product> {
     CATALOG.iter().find(|product| product.id == id)
@@ -163,6 +188,9 @@ struct OrderRecord {
     /// The buyer's openid.
     buyer: String,
     status: Status,
+    /// Whether the "order shipped" notification is settled: sent, or
+    /// refused for good.
+    notified: bool,
 }
 
 impl OrderRecord {
@@ -173,6 +201,7 @@ impl OrderRecord {
             .number("amount", self.amount)
             .string("buyer", &self.buyer)
             .string("status", self.status.as_str())
+            .boolean("notified", self.notified)
             .finish()
     }
 
@@ -190,6 +219,12 @@ impl OrderRecord {
                 .str("status")
                 .and_then(Status::parse)
                 .ok_or_else(unreadable)?,
+            // Orders stored before notifications existed are not notified
+            // late.
+            notified: match object.get("notified") {
+                None => true,
+                Some(value) => value.as_bool().ok_or_else(unreadable)?,
+            },
         })
     }
 
@@ -200,6 +235,27 @@ impl OrderRecord {
             status,
             ..self.clone()
         })
+    }
+
+    /// This order with its notification settled, or `None` when it is
+    /// already.
+    fn with_notification_settled(&self) -> Option<Self> {
+        (!self.notified).then(|| Self {
+            notified: true,
+            ..self.clone()
+        })
+    }
+
+    /// The fields of its "order shipped" notification: the product's name
+    /// (a `thing`, cut to 20 characters), the order number and the amount
+    /// in yuan.
+    fn shipped_fields(&self, no: &str) -> [(&'static str, String); 3] {
+        let name = product(&self.product).map_or(self.product.as_str(), |product| product.name);
+        [
+            ("thing1", name.chars().take(MAX_THING_CHARS).collect()),
+            ("character_string2", no.to_owned()),
+            ("amount3", yuan(self.amount)),
+        ]
     }
 }
 
@@ -307,6 +363,7 @@ fn place_order(request: &Request) -> Result<Response, Failure> {
         amount: order.amount(),
         buyer: buyer.openid,
         status: Status::Created,
+        notified: false,
     };
     let key = order_key(&no);
     storage::set(Scope::App, &key, record.to_json())?;
@@ -380,22 +437,56 @@ fn refund_order(params: &Params) -> Result<Response, Failure> {
     Ok(Response::json_raw(200, body))
 }
 
-/// Moves the order `no` on to `status`, if it is not there or past it.
-/// An order the shop does not know is left alone.
-fn advance(no: &str, status: Status) -> Result<(), Error> {
+/// An amount in fen as yuan with two decimals: 2400 is `24.00`.
+fn yuan(fen: u64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+/// What an event about the order `no` does: moves it on to `status`, then
+/// notifies the buyer of a paid order not notified yet (which a
+/// redelivery retries).
+fn settle(no: &str, status: Status) -> Result<(), Error> {
+    match advance(no, status)? {
+        Some(record) if record.status == Status::Paid && !record.notified => {
+            notify_shipped(no, &record)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Moves the order `no` on to `status`, if it is not there or past it, and
+/// returns it as it now stands. An order the shop does not know is left
+/// alone (`None`).
+fn advance(no: &str, status: Status) -> Result<Option<OrderRecord>, Error> {
+    let updated = update(no, |record| record.advanced(status))?;
+    if updated.is_none() {
+        warn!("no order {no} to set {}", status.as_str());
+    }
+    Ok(updated)
+}
+
+/// Applies `change` to the stored order `no` (`None` from it: nothing to
+/// change), with compare-and-swap against concurrent writers, and returns
+/// the order as it now stands; `None` when the shop has no such order.
+fn update(
+    no: &str,
+    change: impl Fn(&OrderRecord) -> Option<OrderRecord>,
+) -> Result<Option<OrderRecord>, Error> {
     let key = order_key(no);
     for _ in 0..UPDATE_ATTEMPTS {
         let Some(entry) = storage::get(Scope::App, &key)? else {
-            warn!("no order {no} to set {}", status.as_str());
-            return Ok(());
+            return Ok(None);
         };
-        let Some(updated) = OrderRecord::parse(&entry.value)?.advanced(status) else {
-            return Ok(());
+        let record = OrderRecord::parse(&entry.value)?;
+        let Some(updated) = change(&record) else {
+            return Ok(Some(record));
         };
         match storage::compare_and_swap(Scope::App, &key, entry.version, updated.to_json()) {
             Ok(_) => {
-                info!("order {no} {}", status.as_str());
-                return Ok(());
+                if updated.status != record.status {
+                    info!("order {no} {}", updated.status.as_str());
+                }
+                return Ok(Some(updated));
             }
             Err(Error::Conflict(_)) => continue,
             Err(error) => return Err(error),
@@ -404,6 +495,22 @@ fn advance(no: &str, status: Status) -> Result<(), Error> {
     Err(Error::Conflict(format!(
         "the order changed under {UPDATE_ATTEMPTS} attempts"
     )))
+}
+
+/// Sends the buyer of the paid order `no` the "order shipped"
+/// notification, then records it settled. Only `unavailable` fails, so
+/// that the event is delivered again and the notification retried; any
+/// other refusal is final and logged.
+fn notify_shipped(no: &str, record: &OrderRecord) -> Result<(), Error> {
+    let fields = record.shipped_fields(no);
+    let fields = fields.each_ref().map(|(key, value)| (*key, value.as_str()));
+    let page = format!("/orders/{no}");
+    match messaging::send_notification(&record.buyer, SHIPPED_TEMPLATE, &fields, Some(&page)) {
+        Ok(()) => info!("order {no}: the buyer is notified"),
+        Err(error @ Error::Unavailable(_)) => return Err(error),
+        Err(error) => warn!("order {no}: no notification: {error}"),
+    }
+    update(no, OrderRecord::with_notification_settled).map(|_| ())
 }
 
 #[cfg(test)]
@@ -422,6 +529,7 @@ mod tests {
             amount: 2400,
             buyer: "o-\"1\"".into(),
             status,
+            notified: false,
         }
     }
 
@@ -497,12 +605,21 @@ mod tests {
         }
         assert_eq!(
             record(Status::Paid).to_json(),
-            r#"{"product":"tea","quantity":2,"amount":2400,"buyer":"o-\"1\"","status":"paid"}"#
+            r#"{"product":"tea","quantity":2,"amount":2400,"buyer":"o-\"1\"","status":"paid","notified":false}"#
+        );
+        let notified = OrderRecord {
+            notified: true,
+            ..record(Status::Paid)
+        };
+        assert_eq!(
+            OrderRecord::parse(notified.to_json().as_bytes()),
+            Ok(notified)
         );
         for bad in [
             &b"{}"[..],
             b"\xff",
             br#"{"product":"tea","quantity":2,"amount":2400,"buyer":"o","status":"lost"}"#,
+            br#"{"product":"tea","quantity":2,"amount":2400,"buyer":"o","status":"paid","notified":"no"}"#,
         ] {
             assert!(OrderRecord::parse(bad).is_err());
         }
@@ -537,6 +654,62 @@ mod tests {
             "a late payment event"
         );
         assert_eq!(refunded.advanced(Status::Refunded), None);
+    }
+
+    #[test]
+    fn an_order_stored_before_notifications_counts_as_notified() {
+        let stored =
+            br#"{"product":"tea","quantity":2,"amount":2400,"buyer":"o-\"1\"","status":"paid"}"#;
+        assert_eq!(
+            OrderRecord::parse(stored),
+            Ok(OrderRecord {
+                notified: true,
+                ..record(Status::Paid)
+            })
+        );
+    }
+
+    #[test]
+    fn the_notification_is_settled_once() {
+        let paid = record(Status::Paid);
+        let settled = paid.with_notification_settled().unwrap();
+        assert!(settled.notified);
+        assert_eq!(settled.status, Status::Paid);
+        assert_eq!(settled.with_notification_settled(), None, "a redelivery");
+        let refunded = settled.advanced(Status::Refunded).unwrap();
+        assert!(refunded.notified, "a refund keeps what was notified");
+    }
+
+    #[test]
+    fn the_shipped_notification_names_product_order_and_yuan() {
+        assert_eq!(
+            record(Status::Paid).shipped_fields("shop-00000001"),
+            [
+                ("thing1", "Jasmine tea".to_owned()),
+                ("character_string2", "shop-00000001".to_owned()),
+                ("amount3", "24.00".to_owned()),
+            ]
+        );
+        assert_eq!(yuan(1), "0.01");
+        assert_eq!(yuan(800), "8.00");
+        assert_eq!(yuan(99 * 2500), "2475.00");
+        assert_eq!(yuan(1_000_000_000), "10000000.00");
+    }
+
+    #[test]
+    fn a_long_product_name_is_cut_to_twenty_characters_not_bytes() {
+        let unknown = OrderRecord {
+            product: "茉莉花茶茉莉花茶茉莉花茶茉莉花茶茉莉花茶 extra".into(),
+            ..record(Status::Paid)
+        };
+        let [(_, thing), ..] = unknown.shipped_fields("shop-00000001");
+        assert_eq!(thing, "茉莉花茶茉莉花茶茉莉花茶茉莉花茶茉莉花茶");
+        for product in CATALOG {
+            assert!(
+                product.name.chars().count() <= MAX_THING_CHARS,
+                "{product:?}"
+            );
+        }
     }
 
     fn event(topic: &str, payload: &str) -> Event {
