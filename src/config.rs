@@ -84,7 +84,8 @@ pub struct ServeConfig {
     pub no_event_dispatch: bool,
 
     /// Install the bundled sample programs (`hello`, `hostile`, `whoami`,
-    /// `notes`, `leaderboard`, `shop`, `red-envelope`, `payment-probe`) on
+    /// `notes`, `leaderboard`, `shop`, `red-envelope`, `payment-probe`,
+    /// `support-chat`) on
     /// start, released by the platform under the `samples` account.
     #[arg(long)]
     pub samples: bool,

@@ -29,6 +29,7 @@ pub const SAMPLES: &[Sample] = &[
     sample!("shop"),
     sample!("red-envelope"),
     sample!("payment-probe"),
+    sample!("support-chat"),
 ];
 
 /// Installs every sample as released by the platform, unless its exact

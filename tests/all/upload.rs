@@ -258,7 +258,10 @@ async fn uploads_are_versioned_and_only_a_release_is_served() {
         assert_eq!(first["sha256"].as_str().unwrap().len(), 64);
         assert_eq!(
             first["imports"],
-            serde_json::json!(["miniapp:host/log@0.1.2", "miniapp:host/types@0.1.2"])
+            serde_json::json!([
+                format!("miniapp:host/log@{}", miniapp_host_api::VERSION),
+                format!("miniapp:host/types@{}", miniapp_host_api::VERSION),
+            ])
         );
         let unreleased = server.get("/apps/greeter/").await;
         assert_eq!(unreleased.status(), StatusCode::NOT_FOUND, "in development");
