@@ -8,6 +8,7 @@ mod cli;
 mod events;
 mod identity;
 mod lifecycle;
+mod messaging;
 mod payment;
 mod sandbox;
 mod storage;

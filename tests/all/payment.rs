@@ -580,6 +580,17 @@ async fn the_shop_sells_and_refunds_and_only_the_payer_confirms() {
             (StatusCode::OK, Some("created"))
         );
 
+        // Alice lets the shop tell her once that the order shipped.
+        let (status, body) = server
+            .send(
+                Method::PUT,
+                "/v1/me/subscriptions/shop/order_shipped",
+                Some(&alice),
+                Some(json!({"kind": "one-time"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
         let (status, paid) = server.post_as(&alice, &confirm, json!({"pin": PIN})).await;
         assert_eq!(status, StatusCode::OK, "{paid}");
         assert_eq!(paid["state"], "SUCCESS");
@@ -594,6 +605,23 @@ async fn the_shop_sells_and_refunds_and_only_the_payer_confirms() {
             (order["status"] == "paid").then_some(())
         })
         .await;
+        let shipped = eventually("the shipping notification", || async {
+            let (_, inbox) = server.get_as(&alice, "/v1/me/messages").await;
+            let messages = inbox["messages"].as_array().cloned().unwrap_or_default();
+            messages.first().cloned()
+        })
+        .await;
+        assert_eq!(shipped["template_id"], "order_shipped");
+        assert_eq!(shipped["page"], format!("/orders/{no}"));
+        let fields = shipped["content"]["fields"].as_array().unwrap();
+        let values: Vec<&str> = fields
+            .iter()
+            .map(|f| f["value"].as_str().unwrap())
+            .collect();
+        assert_eq!(values, ["Jasmine tea", no.as_str(), "24.00"]);
+        // The one-time grant is used up.
+        let (_, subscriptions) = server.get_as(&alice, "/v1/me/subscriptions").await;
+        assert_eq!(subscriptions["subscriptions"], json!([]));
         let (status, refund) = server
             .post_as(&alice, &format!("/apps/shop/orders/{no}/refund"), json!({}))
             .await;

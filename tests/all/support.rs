@@ -24,6 +24,7 @@ pub const LEADERBOARD: &[u8] = include_bytes!("../../sample-programs/dist/leader
 pub const SHOP: &[u8] = include_bytes!("../../sample-programs/dist/shop.wasm");
 pub const RED_ENVELOPE: &[u8] = include_bytes!("../../sample-programs/dist/red-envelope.wasm");
 pub const PAYMENT_PROBE: &[u8] = include_bytes!("../../sample-programs/dist/payment-probe.wasm");
+pub const SUPPORT_CHAT: &[u8] = include_bytes!("../../sample-programs/dist/support-chat.wasm");
 pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
 /// The manifest the tests upload a sample with unless they need another.
