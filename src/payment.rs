@@ -237,6 +237,19 @@ pub enum MoneyAccount {
 }
 
 impl MoneyAccount {
+    /// Where the account comes in the order movements lock accounts in:
+    /// wallets, then merchant accounts, then the funding account, each
+    /// kind by id. Any fixed order prevents deadlocks; this one puts the
+    /// busiest rows last, so they are held the shortest time.
+    pub fn lock_order(&self) -> (u8, String) {
+        let rank = match self {
+            MoneyAccount::Wallet(_) => 0,
+            MoneyAccount::Merchant(_) => 1,
+            MoneyAccount::Funding => 2,
+        };
+        (rank, self.id())
+    }
+
     /// The account's id in the ledger.
     pub fn id(&self) -> String {
         match self {

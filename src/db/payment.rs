@@ -2,9 +2,12 @@
 //!
 //! Every function that moves money does it in one transaction whose first
 //! statement writes (so SQLite takes its write lock at once, never
-//! upgrading a read lock under contention), and locks the two money
-//! accounts in the order of their ids, so two movements between the same
-//! accounts never wait on each other crosswise (PostgreSQL).
+//! upgrading a read lock under contention). On PostgreSQL the two money
+//! accounts are locked in one fixed order (`MoneyAccount::lock_order`:
+//! wallets, then merchant accounts, then the funding account), so two
+//! movements never wait on each other crosswise, and as the transaction's
+//! last writes, so the busiest rows (an app's merchant account, the
+//! funding account) are held only until the commit that follows.
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -56,9 +59,10 @@ struct Movement<'a> {
     now: i64,
 }
 
-/// Moves `amount` from one account to another and writes the two ledger
-/// entries. Fails with `InsufficientFunds` when `from` holds too little
-/// (the funding account never does).
+/// Writes the two ledger entries of moving `amount` from one account to
+/// another and changes the two balances. Fails with `InsufficientFunds`
+/// when `from` holds too little (the funding account never does). Call it
+/// last before the commit: it locks the accounts.
 async fn transfer(
     tx: &mut Transaction<'static, Any>,
     from: &MoneyAccount,
@@ -67,7 +71,21 @@ async fn transfer(
     movement: &Movement<'_>,
 ) -> Result<(), PaymentError> {
     let (from_id, to_id) = (from.id(), to.id());
-    let debit_first = from_id < to_id;
+    sqlx::query(
+        "INSERT INTO ledger (account, amount, kind, appid, reference, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6), ($7, $8, $3, $4, $5, $6)",
+    )
+    .bind(&from_id)
+    .bind(-amount)
+    .bind(movement.kind)
+    .bind(movement.appid)
+    .bind(movement.reference)
+    .bind(movement.now)
+    .bind(&to_id)
+    .bind(amount)
+    .execute(&mut **tx)
+    .await?;
+    let debit_first = from.lock_order() < to.lock_order();
     for debit in [debit_first, !debit_first] {
         if debit {
             let debited = sqlx::query(
@@ -107,20 +125,6 @@ async fn transfer(
             .await?;
         }
     }
-    sqlx::query(
-        "INSERT INTO ledger (account, amount, kind, appid, reference, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6), ($7, $8, $3, $4, $5, $6)",
-    )
-    .bind(&from_id)
-    .bind(-amount)
-    .bind(movement.kind)
-    .bind(movement.appid)
-    .bind(movement.reference)
-    .bind(movement.now)
-    .bind(&to_id)
-    .bind(amount)
-    .execute(&mut **tx)
-    .await?;
     Ok(())
 }
 
@@ -266,19 +270,6 @@ impl Db {
             });
         };
         let paid = order(&row)?;
-        transfer(
-            &mut tx,
-            &MoneyAccount::Wallet(payer),
-            &MoneyAccount::Merchant(paid.appid.clone()),
-            paid.amount as i64,
-            &Movement {
-                kind: "payment",
-                appid: paid.appid.as_str(),
-                reference: &paid.out_trade_no,
-                now,
-            },
-        )
-        .await?;
         let payload = serde_json::json!({
             "out_trade_no": paid.out_trade_no,
             "prepay_id": paid.prepay_id,
@@ -294,6 +285,19 @@ impl Db {
             "payment.succeeded",
             &payload.to_string(),
             now,
+        )
+        .await?;
+        transfer(
+            &mut tx,
+            &MoneyAccount::Wallet(payer),
+            &MoneyAccount::Merchant(paid.appid.clone()),
+            paid.amount as i64,
+            &Movement {
+                kind: "payment",
+                appid: paid.appid.as_str(),
+                reference: &paid.out_trade_no,
+                now,
+            },
         )
         .await?;
         tx.commit().await?;
@@ -391,19 +395,6 @@ impl Db {
             });
         };
         let refunded = order(&row)?;
-        transfer(
-            &mut tx,
-            &MoneyAccount::Merchant(appid.clone()),
-            &MoneyAccount::Wallet(refunded.payer_id),
-            amount,
-            &Movement {
-                kind: "refund",
-                appid: appid.as_str(),
-                reference: &request.out_refund_no,
-                now,
-            },
-        )
-        .await?;
         let payload = serde_json::json!({
             "out_trade_no": request.out_trade_no,
             "out_refund_no": request.out_refund_no,
@@ -417,6 +408,19 @@ impl Db {
             "refund.succeeded",
             &payload.to_string(),
             now,
+        )
+        .await?;
+        transfer(
+            &mut tx,
+            &MoneyAccount::Merchant(appid.clone()),
+            &MoneyAccount::Wallet(refunded.payer_id),
+            amount,
+            &Movement {
+                kind: "refund",
+                appid: appid.as_str(),
+                reference: &request.out_refund_no,
+                now,
+            },
         )
         .await?;
         tx.commit().await?;
