@@ -280,28 +280,31 @@ impl Runtime {
     /// artifact if this host compiled it before, compiles and caches it
     /// otherwise. CPU-heavy: call from a blocking thread.
     pub fn prepare(&self, digest: &Sha256Digest, bytes: &[u8]) -> Result<Program, Rejection> {
-        let component = match self.artifacts.load(&self.engine, digest) {
+        let (component, compiled) = match self.artifacts.load(&self.engine, digest) {
             Some(component) => {
                 self.stats.loaded_from_cache.fetch_add(1, Ordering::Relaxed);
-                component
+                (component, false)
             }
             None => {
                 let component = Component::new(&self.engine, bytes)
                     .map_err(|err| Rejection::Malformed(format!("{err:#}")))?;
                 self.stats.compiled.fetch_add(1, Ordering::Relaxed);
-                if let Err(err) = self.artifacts.store(digest, &component) {
-                    // The program still runs; the next start compiles again.
-                    tracing::warn!(%digest, error = %err, "could not cache compiled artifact");
-                }
-                component
+                (component, true)
             }
         };
+        // Linking checks every imported function against the host's: a
+        // function the contract does not have is refused here.
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|err| Rejection::Malformed(format!("{err:#}")))?;
         let pre =
             MiniProgramPre::new(pre).map_err(|err| Rejection::Malformed(format!("{err:#}")))?;
+        // Cached only once it links, so a refused upload leaves no artifact.
+        if compiled && let Err(err) = self.artifacts.store(digest, &component) {
+            // The program still runs; the next start compiles again.
+            tracing::warn!(%digest, error = %err, "could not cache compiled artifact");
+        }
         Ok(Program { pre })
     }
 
