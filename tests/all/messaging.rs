@@ -399,6 +399,22 @@ async fn users_subscribe_and_chat_through_the_platform() {
             .unwrap(),
         )
         .unwrap();
+        // Templates are checked at upload, and need the capability.
+        let mut bad = manifest.clone();
+        bad["messaging"] = json!({"templates": [{"id": "hello", "title": "Hi", "fields": [{"key": "Thing1", "type": "thing", "label": "x"}]}]});
+        let response = server.upload("support-chat", &bad, SUPPORT_CHAT).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("Thing1"), "{body}");
+        bad["messaging"] = json!({"templates": [{"id": "hello", "title": "Hi", "fields": [{"key": "when", "type": "sometime", "label": "x"}]}]});
+        let response = server.upload("support-chat", &bad, SUPPORT_CHAT).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let mut undeclared = manifest.clone();
+        undeclared["capabilities"] = json!(["identity", "storage"]);
+        undeclared["messaging"] = json!({"templates": [{"id": "hello", "title": "Hi", "fields": [{"key": "when", "type": "time", "label": "When"}]}]});
+        let response = server.upload("support-chat", &undeclared, SUPPORT_CHAT).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
         server.deploy("support-chat", SUPPORT_CHAT, manifest).await;
         let bob = server.account("bob", &[]).await;
 

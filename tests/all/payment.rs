@@ -591,6 +591,37 @@ async fn the_shop_sells_and_refunds_and_only_the_payer_confirms() {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
 
+        // Nor by importing a confirmation the contract does not have: the
+        // upload is refused, naming the function.
+        let forged = wat::parse_str(format!(
+            r#"(component
+                (import "miniapp:host/payment@{v}" (instance
+                    (export "confirm-order" (func (param "prepay-id" string)))))
+                (instance $handler)
+                (instance $events)
+                (export "miniapp:host/handler@{v}" (instance $handler))
+                (export "miniapp:host/events@{v}" (instance $events)))"#,
+            v = miniapp_host_api::VERSION
+        ))
+        .unwrap();
+        let mut forger = sample_manifest("shop");
+        forger["name"] = json!("forger");
+        let response = server.upload("forger", &forger, &forged).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let refusal: Value = response.json().await.unwrap();
+        assert!(
+            refusal["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("confirm-order"),
+            "{refusal}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("artifacts")).map_or(0, |d| d.count()),
+            1,
+            "only the shop's artifact is cached, not the refused one"
+        );
+
         let (status, paid) = server.post_as(&alice, &confirm, json!({"pin": PIN})).await;
         assert_eq!(status, StatusCode::OK, "{paid}");
         assert_eq!(paid["state"], "SUCCESS");
@@ -706,6 +737,45 @@ async fn the_shop_sells_and_refunds_and_only_the_payer_confirms() {
             )
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
+        let admin = server.admin().await;
+        let (status, _) = server
+            .post_as(
+                &admin,
+                "/v1/admin/wallets/nobody/top-up",
+                json!({"amount": 1}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = server
+            .post_as(
+                &admin,
+                "/v1/admin/wallets/alice/top-up",
+                json!({"amount": 0}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // A PIN takes the password, and is not a guessable one.
+        let pin = |password: &str, pin: &str| json!({"password": password, "pin": pin});
+        let (status, _) = server
+            .send(
+                Method::PUT,
+                "/v1/me/payment-pin",
+                Some(&alice),
+                Some(pin("wrong password", "274901")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        for weak in ["123456", "000000", "12345"] {
+            let (status, body) = server
+                .send(
+                    Method::PUT,
+                    "/v1/me/payment-pin",
+                    Some(&alice),
+                    Some(pin(&password_of("alice"), weak)),
+                )
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{weak}: {body}");
+        }
 
         assert_balanced(server.platform.db()).await;
         server.stop().await;
@@ -795,6 +865,92 @@ async fn results_are_retried_and_survive_a_restart() {
             .get_as(&alice, "/apps/payment-probe/order?no=flaky-0001")
             .await;
         assert_eq!(order["state"], "SUCCESS", "{order}");
+
+        // The rest of the interface, through the guest: refunds (and their
+        // event), closing, and the errors a guest is told.
+        let (status, refund) = server
+            .post_as(
+                &alice,
+                "/apps/payment-probe/refund?no=flaky-0001&refund=flaky-r1&amount=40&reason=dented",
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{refund}");
+        assert_eq!(refund["refunded_total"], 40);
+        let (status, body) = server
+            .post_as(
+                &alice,
+                "/apps/payment-probe/refund?no=flaky-0001&refund=flaky-r2&amount=61&reason=",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid")),
+            "{body}"
+        );
+        let (_, order) = server
+            .get_as(&alice, "/apps/payment-probe/order?no=flaky-0001")
+            .await;
+        assert_eq!(
+            (order["state"].as_str(), order["refunded"].as_u64()),
+            (Some("REFUND"), Some(40))
+        );
+        eventually("the refund's event", || async {
+            let (_, seen) = server
+                .get_as(&alice, "/apps/payment-probe/seen?no=flaky-0001")
+                .await;
+            (seen["events"] == json!(["payment.succeeded", "refund.succeeded"])).then_some(())
+        })
+        .await;
+        let (status, _) = server
+            .post_as(
+                &alice,
+                "/apps/payment-probe/order?no=close-0001&amount=5&description=tea&attach=",
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = server
+            .post_as(&alice, "/apps/payment-probe/close?no=close-0001", json!({}))
+            .await;
+        assert_eq!(
+            (status, body["closed"].as_bool()),
+            (StatusCode::OK, Some(true)),
+            "{body}"
+        );
+        let (_, order) = server
+            .get_as(&alice, "/apps/payment-probe/order?no=close-0001")
+            .await;
+        assert_eq!(order["state"], "CLOSED");
+        let (status, body) = server
+            .post_as(&alice, "/apps/payment-probe/close?no=flaky-0001", json!({}))
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::CONFLICT, Some("conflict")),
+            "{body}"
+        );
+        let (status, body) = server
+            .get_as(&alice, "/apps/payment-probe/order?no=never-0001")
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not-found")),
+            "{body}"
+        );
+        let (status, body) = server
+            .post_as(
+                &alice,
+                "/apps/payment-probe/order?no=bad%20no&amount=5&description=tea&attach=",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid")),
+            "{body}"
+        );
         server.stop().await;
 
         // A node that does not deliver: settled, then gone before delivering.
@@ -837,7 +993,10 @@ async fn results_are_retried_and_survive_a_restart() {
         .await;
         // The probe's own view of its orders and balance.
         let (_, balance) = server.get_as(&alice, "/apps/payment-probe/balance").await;
-        assert_eq!(balance["balance"], 200);
+        assert_eq!(
+            balance["balance"], 160,
+            "two orders of 100, less a refund of 40"
+        );
         assert_balanced(server.platform.db()).await;
         server.stop().await;
         test_db
