@@ -3,7 +3,6 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::outbox::enqueue;
 use super::{Db, Engine};
 use crate::accounts::AccountId;
 use crate::domain::AppId;
@@ -240,7 +239,7 @@ impl Db {
             "text": text,
             "sent_at": now,
         });
-        enqueue(
+        self.enqueue(
             &mut tx,
             appid,
             "release",

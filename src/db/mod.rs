@@ -25,7 +25,7 @@ pub use apps::{
     AppRecord, AuditEntry, Change, DirectoryEntry, LifecycleError, QueueEntry, Route, VersionRecord,
 };
 pub use messaging::INBOX_CHANNEL;
-pub use outbox::{EventRecord, PendingEvent, event_id};
+pub use outbox::{EVENTS_CHANNEL, EventRecord, PendingEvent, event_id};
 pub use storage::StoredKey;
 
 /// Which engine a [`Db`] runs on.

@@ -38,30 +38,42 @@ pub fn event_id(id: i64) -> String {
     format!("evt_{id}")
 }
 
-/// Queues an event in the caller's transaction, due at once.
-pub(super) async fn enqueue(
-    tx: &mut Transaction<'static, Any>,
-    appid: &AppId,
-    channel: &str,
-    topic: &str,
-    payload: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO outbox (appid, channel, topic, payload, state, attempts, next_attempt_at, \
-         created_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
-    )
-    .bind(appid.as_str())
-    .bind(channel)
-    .bind(topic)
-    .bind(payload)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
+/// The PostgreSQL channel that tells every node's dispatcher an event is
+/// due.
+pub const EVENTS_CHANNEL: &str = "miniapp_events";
 
 impl Db {
+    /// Queues an event in the caller's transaction, due at once; on
+    /// PostgreSQL, tells every node's dispatcher when the transaction commits.
+    pub(super) async fn enqueue(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        appid: &AppId,
+        channel: &str,
+        topic: &str,
+        payload: &str,
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO outbox (appid, channel, topic, payload, state, attempts, \
+             next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
+        )
+        .bind(appid.as_str())
+        .bind(channel)
+        .bind(topic)
+        .bind(payload)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        if self.engine == Engine::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(EVENTS_CHANNEL)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Claims up to `limit` due events for this node until `lease_until`:
     /// other nodes skip them until then, and if this node dies first they
     /// fall due again.

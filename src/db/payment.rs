@@ -13,7 +13,6 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::Db;
-use super::outbox::enqueue;
 use crate::accounts::AccountId;
 use crate::domain::AppId;
 use crate::payment::{
@@ -278,7 +277,7 @@ impl Db {
             "attach": paid.attach,
             "paid_at": now,
         });
-        enqueue(
+        self.enqueue(
             &mut tx,
             &paid.appid,
             &paid.channel,
@@ -401,7 +400,7 @@ impl Db {
             "amount": request.amount,
             "refunded_at": now,
         });
-        enqueue(
+        self.enqueue(
             &mut tx,
             appid,
             &refunded.channel,

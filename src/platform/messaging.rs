@@ -1,19 +1,11 @@
 //! Messaging as users reach it: subscriptions, writing to an app, the
-//! inbox; and, on PostgreSQL, the listener that carries "new messages for
-//! user N" from whichever node sent them to this node's live streams.
-
-use std::sync::Arc;
-use std::time::Duration;
-
-use sqlx::postgres::PgListener;
-use tokio::task::JoinHandle;
+//! inbox.
 
 use super::{Platform, PlatformError};
 use crate::accounts::Account;
-use crate::db::INBOX_CHANNEL;
 use crate::domain::AppId;
 use crate::lifecycle::Capability;
-use crate::messaging::{InboxMessage, Messaging, MessagingError, Subscription, SubscriptionKind};
+use crate::messaging::{InboxMessage, MessagingError, Subscription, SubscriptionKind};
 
 impl From<MessagingError> for PlatformError {
     fn from(err: MessagingError) -> Self {
@@ -120,48 +112,4 @@ impl Platform {
     pub async fn mark_read(&self, account: &Account, up_to: i64) -> Result<u64, PlatformError> {
         Ok(self.messaging.mark_read(account.id, up_to).await?)
     }
-}
-
-/// Listens on PostgreSQL for the inboxes other nodes (and this one) wrote
-/// to, and wakes this node's streams of them. A lost connection wakes
-/// every stream, since notifications sent meanwhile are lost.
-pub(super) fn listen_for_messages(url: String, messaging: Arc<Messaging>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let mut listener = match PgListener::connect(&url).await {
-                Ok(listener) => listener,
-                Err(err) => {
-                    tracing::warn!(error = %err, "connecting the inbox listener failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            if let Err(err) = listener.listen(INBOX_CHANNEL).await {
-                tracing::warn!(error = %err, "listening for inbox news failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            // Anything sent before this point is in the database: look again.
-            messaging.wake(0);
-            loop {
-                match listener.try_recv().await {
-                    Ok(Some(notification)) => match notification.payload().parse() {
-                        Ok(account) => messaging.wake(account),
-                        Err(_) => tracing::warn!(
-                            payload = notification.payload(),
-                            "unreadable inbox notification"
-                        ),
-                    },
-                    Ok(None) => {
-                        // Lost and reconnecting: what was sent meanwhile is gone.
-                        messaging.wake(0);
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "the inbox listener failed");
-                        break;
-                    }
-                }
-            }
-        }
-    })
 }

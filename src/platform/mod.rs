@@ -8,6 +8,7 @@ mod apps;
 mod messaging;
 mod outbox;
 mod payment;
+mod signals;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -181,8 +182,9 @@ pub struct Platform {
     storage: Arc<Storage>,
     payments: Arc<Payments>,
     messaging: Arc<Messaging>,
-    /// On PostgreSQL: carries other nodes' inbox news to this node's streams.
-    inbox_listener: Mutex<Option<JoinHandle<()>>>,
+    /// On PostgreSQL: carries other nodes' signals (inbox news, queued
+    /// events) to this node's streams and dispatcher.
+    signals: Mutex<Option<JoinHandle<()>>>,
     /// Rung when this node queues an event, so its dispatcher delivers at once.
     events_queued: Arc<Notify>,
     dispatcher: Mutex<Option<outbox::Dispatcher>>,
@@ -215,7 +217,7 @@ impl Platform {
                 settings.daily_notifications,
                 events_queued.clone(),
             )),
-            inbox_listener: Mutex::new(None),
+            signals: Mutex::new(None),
             events_queued,
             dispatcher: Mutex::new(None),
             db,
@@ -229,11 +231,12 @@ impl Platform {
             usage,
         });
         if platform.db.engine() == crate::db::Engine::Postgres {
-            let listener = messaging::listen_for_messages(
+            let listener = signals::listen(
                 platform.db.url().to_string(),
                 platform.messaging.clone(),
+                platform.events_queued.clone(),
             );
-            *lock(&platform.inbox_listener) = Some(listener);
+            *lock(&platform.signals) = Some(listener);
         }
         if platform.settings.dispatch_events {
             let dispatcher = outbox::Dispatcher::start(
@@ -470,7 +473,7 @@ impl Platform {
         if let Some(dispatcher) = dispatcher {
             dispatcher.stop().await;
         }
-        if let Some(listener) = lock(&self.inbox_listener).take() {
+        if let Some(listener) = lock(&self.signals).take() {
             listener.abort();
         }
         self.usage.shutdown().await;

@@ -44,8 +44,8 @@ const LEASE: Duration = Duration::from_secs(120);
 /// Events claimed at once.
 const BATCH: i64 = 32;
 
-/// The longest a dispatcher sleeps before looking again: events queued by
-/// other nodes wake nobody here.
+/// The longest a dispatcher sleeps before looking again, for retries
+/// falling due and for signals of other nodes that were lost.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// How often unpaid orders past their expiry are closed.
