@@ -74,6 +74,7 @@ async fn serve(config: ServeConfig, demo: bool) -> anyhow::Result<()> {
              \x20 curl 'http://{addr}/apps/hello/any/path?x=1'\n\
              \x20 curl http://{addr}/apps/hostile/spin          # an endless loop, stopped by its limits\n\
              \x20 curl http://{addr}/apps/hostile/wasi/file     # the sandbox has no files\n\
+             \x20 curl http://{addr}/apps/shop/products        # a shop; paying needs an account and a PIN\n\
              \x20 miniapp login --server http://{addr} --username {admin} --password-stdin < {password}\n\
              \x20 miniapp status --app hello\n\n\
              (The admin's password is written to {password} on the first start.)\n\
