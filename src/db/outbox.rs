@@ -153,6 +153,17 @@ impl Db {
         Ok(())
     }
 
+    /// Deletes events delivered before `cutoff`; returns how many.
+    pub async fn forget_delivered_events(&self, cutoff: i64) -> anyhow::Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < $1")
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
     /// When the next pending event falls due, if any is pending.
     pub async fn next_event_due(&self) -> anyhow::Result<Option<i64>> {
         let row = sqlx::query("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'")

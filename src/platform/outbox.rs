@@ -48,8 +48,13 @@ const BATCH: i64 = 32;
 /// falling due and for signals of other nodes that were lost.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// How often unpaid orders past their expiry are closed.
-const EXPIRY_SWEEP: Duration = Duration::from_secs(60);
+/// How often unpaid orders past their expiry are closed, and old delivered
+/// events forgotten.
+const SWEEP: Duration = Duration::from_secs(60);
+
+/// How long a delivered event stays in the outbox, for its developer to
+/// look at: 30 days. Events given up on stay until the app is deleted.
+pub const DELIVERED_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A running dispatcher.
 pub(super) struct Dispatcher {
@@ -73,7 +78,8 @@ impl Dispatcher {
 }
 
 async fn run(platform: Weak<Platform>, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
-    let mut last_sweep = tokio::time::Instant::now();
+    // `None` until the first pass, which sweeps at once.
+    let mut last_sweep: Option<tokio::time::Instant> = None;
     loop {
         if *stopped.borrow() {
             return;
@@ -81,10 +87,14 @@ async fn run(platform: Weak<Platform>, wake: Arc<Notify>, mut stopped: watch::Re
         let Some(live) = platform.upgrade() else {
             return;
         };
-        if last_sweep.elapsed() >= EXPIRY_SWEEP {
-            last_sweep = tokio::time::Instant::now();
+        if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP) {
+            last_sweep = Some(tokio::time::Instant::now());
             if let Err(err) = live.payments.close_expired().await {
                 tracing::warn!(error = %err, "closing expired orders failed");
+            }
+            let cutoff = now_ms() - DELIVERED_RETENTION.as_millis() as i64;
+            if let Err(err) = live.db.forget_delivered_events(cutoff).await {
+                tracing::warn!(error = format!("{err:#}"), "forgetting old events failed");
             }
         }
         let now = now_ms();

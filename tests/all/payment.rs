@@ -275,6 +275,24 @@ async fn orders_confirmations_and_pins() {
         assert_eq!(payload["out_trade_no"], "order-0001");
         assert_eq!(payload["amount"], 1200);
         assert_eq!(payload["payer"], "openid-of-1");
+        // Delivered events are forgotten after their retention, not before;
+        // pending ones are never.
+        let now = miniapp::db::now_ms();
+        assert_eq!(
+            db.forget_delivered_events(now + 1).await.unwrap(),
+            0,
+            "still pending"
+        );
+        let claimed = db.claim_events(now, now + 60_000, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        db.event_delivered(claimed[0].id, now).await.unwrap();
+        assert_eq!(
+            db.forget_delivered_events(now - 1).await.unwrap(),
+            0,
+            "too recent"
+        );
+        assert_eq!(db.forget_delivered_events(now + 1).await.unwrap(), 1);
+        assert!(db.app_events(&appid("shop"), 10).await.unwrap().is_empty());
         assert_balanced(&db).await;
         db.close().await;
         test_db
