@@ -379,3 +379,34 @@ async fn components_built_for_an_older_patch_of_the_contract_still_run() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundled_samples_install_and_answer() {
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = config(&db, dir.path());
+        settings.samples = true;
+        let server = TestServer::start(settings).await;
+        for sample in miniapp::samples::SAMPLES {
+            let (status, app) = server
+                .get_as(&server.admin().await, &format!("/v1/apps/{}", sample.appid))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{}: {app}", sample.appid);
+            assert_eq!(app["release"]["version"], 1, "{}: {app}", sample.appid);
+        }
+        for path in ["/apps/hello/", "/apps/shop/products", "/apps/support-chat/"] {
+            let response = server.get(path).await;
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+        }
+        server.stop().await;
+        // A restart finds them installed and changes nothing.
+        let mut settings = config(&db, dir.path());
+        settings.samples = true;
+        let server = TestServer::start(settings).await;
+        let response = server.get("/apps/hello/").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        server.stop().await;
+        db
+    })
+    .await;
+}
