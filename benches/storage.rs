@@ -9,6 +9,10 @@
 //! listing and ten gets in one call), each against the same storage calls
 //! made directly.
 //!
+//! Then two references: the guest's instance with no host call, and a
+//! round trip to another thread (what each sqlx query costs the caller
+//! beyond the database's own work).
+//!
 //! Run: `cargo bench --bench storage`. Prints the median of 5 rounds of
 //! each, alternating, and the ratio guest / direct.
 
@@ -43,16 +47,22 @@ impl Bench {
             None => ("/notes".to_string(), READER),
         };
         let id = id.unwrap_or(0);
+        let body = if method == "PUT" {
+            format!("note {id}").into_bytes()
+        } else {
+            Vec::new()
+        };
+        self.call(method, path, user, body, 200).await;
+    }
+
+    /// One call of the guest, which must answer `status`.
+    async fn call(&self, method: &str, path: String, user: i64, body: Vec<u8>, status: u16) {
         let request = Request {
             method: method.into(),
             path: path.clone(),
             query: String::new(),
             headers: Vec::new(),
-            body: if method == "PUT" {
-                format!("note {id}").into_bytes()
-            } else {
-                Vec::new()
-            },
+            body,
         };
         let grants = Grants {
             storage: Some(StorageGrant {
@@ -73,9 +83,9 @@ impl Bench {
             )
             .await;
         match report.reply {
-            Some(Reply::Response(response)) if response.status == 200 => {}
+            Some(Reply::Response(response)) if response.status == status => {}
             other => panic!(
-                "{method} /notes/{id}: {other:?} {:?} {}",
+                "{method} {path}: {other:?} {:?} {}",
                 report.outcome, report.log
             ),
         }
@@ -164,7 +174,39 @@ async fn run(engine: &str, url: &str) {
             guest / direct
         );
     }
+    // Where a guest's time goes besides the database: the instance alone
+    // (an id too long for a key is refused before any host call), and a
+    // round trip to another thread, which every sqlx query makes (SQLite
+    // runs each connection on a thread of its own).
+    let too_long = format!("/notes/{}", "x".repeat(300));
+    let instance = per_op(|| bench.call("GET", too_long.clone(), USER, Vec::new(), 400)).await;
+    let handoff = per_op(|| async {
+        tokio::task::spawn_blocking(|| ()).await.unwrap();
+    })
+    .await;
+    println!(
+        "{engine:<10} the guest's instance, no host call: {instance:.1} µs; \
+         a round trip to another thread: {handoff:.1} µs"
+    );
     db.close().await;
+}
+
+/// The median time of one `op`, in microseconds, over [`ROUNDS`] rounds of
+/// [`OPS`].
+async fn per_op<F, Fut>(mut op: F) -> f64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut rates = Vec::new();
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for _ in 0..OPS {
+            op().await;
+        }
+        rates.push(OPS as f64 / started.elapsed().as_secs_f64());
+    }
+    1e6 / median(rates)
 }
 
 fn main() {
