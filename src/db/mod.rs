@@ -107,16 +107,21 @@ impl Db {
         let mut options = AnyPoolOptions::new();
         let url = match engine {
             Engine::Sqlite => {
-                options = options.max_connections(8).after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                // A file this process holds open never goes stale: no ping
+                // (a round trip to the connection's thread) before each use.
+                options = options
+                    .max_connections(8)
+                    .test_before_acquire(false)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                              PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                        )
-                        .await?;
-                        Ok(())
-                    })
-                });
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    });
                 if url.contains('?') {
                     url.to_string()
                 } else {
