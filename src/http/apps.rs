@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::auth::SignedIn;
-use super::{ApiError, Shared, json_body, parse_appid, parse_version};
+use super::{ApiError, Shared, json_body, page_limit, parse_appid, parse_version};
 use crate::accounts::Username;
 use crate::lifecycle::Action;
 use crate::platform::NewApp;
@@ -272,10 +272,7 @@ pub async fn recent_calls(
     Query(query): Query<CallsQuery>,
 ) -> Result<Response, ApiError> {
     let appid = parse_appid(&appid)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
-    }
+    let limit = page_limit(query.limit)?;
     let calls = state
         .platform
         .recent_calls(&signed_in.account, &appid, limit)

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::SignedIn;
-use super::{ApiError, AppState, Shared, json_body, parse_appid};
+use super::{ApiError, AppState, Shared, json_body, page_limit, parse_appid};
 use crate::messaging::{CLOSING, InboxMessage, SubscriptionKind};
 
 /// Messages a stream reads from the database at once.
@@ -100,10 +100,7 @@ pub async fn inbox(
     signed_in: SignedIn,
     Query(query): Query<InboxQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
-    }
+    let limit = page_limit(query.limit)?;
     let (messages, unread) = state
         .platform
         .inbox(&signed_in.account, query.after, limit)

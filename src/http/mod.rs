@@ -235,6 +235,16 @@ fn parse_appid(raw: &str) -> Result<AppId, ApiError> {
     raw.parse().map_err(|msg: String| ApiError::not_found(msg))
 }
 
+/// A listing's `limit` query parameter: 100 unless given, 1 to 1000.
+fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request("limit must be between 1 and 1000"))
+    }
+}
+
 /// A version number from a path.
 fn parse_version(raw: &str) -> Result<i64, ApiError> {
     raw.parse()

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::auth::SignedIn;
-use super::{ApiError, Shared, json_body, parse_appid};
+use super::{ApiError, Shared, json_body, page_limit, parse_appid};
 use crate::db::now_ms;
 use crate::payment::{day_name, parse_day};
 
@@ -40,15 +40,6 @@ pub async fn set_pin(
 pub struct Page {
     before: Option<i64>,
     limit: Option<i64>,
-}
-
-fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    let limit = limit.unwrap_or(100);
-    if (1..=1000).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::bad_request("limit must be between 1 and 1000"))
-    }
 }
 
 pub async fn wallet(

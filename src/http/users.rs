@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::auth::SignedIn;
-use super::{ApiError, Shared, json_body, parse_appid};
+use super::{ApiError, Shared, json_body, page_limit, parse_appid};
 use crate::identity::CodeError;
 use crate::lifecycle::{Scene, Scope};
 use crate::platform::Channel;
@@ -33,10 +33,7 @@ pub async fn stored_about(
     Query(query): Query<StoredQuery>,
 ) -> Result<Response, ApiError> {
     let appid = parse_appid(&appid)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
-    }
+    let limit = page_limit(query.limit)?;
     let stored = state
         .platform
         .stored_about(&signed_in.account, &appid, &query.after, limit)
