@@ -1,4 +1,4 @@
-//! Domain newtypes parsed at the edge: past parsing, an invalid value cannot exist.
+//! Domain newtypes and values parsed at the edge: past parsing, an invalid value cannot exist.
 
 use std::fmt;
 use std::str::FromStr;
@@ -81,6 +81,58 @@ impl Serialize for Sha256Digest {
     }
 }
 
+/// A day in milliseconds.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The UTC day, counted from the unix epoch, of a unix time in milliseconds.
+pub fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(DAY_MS)
+}
+
+/// `YYYY-MM-DD` of a day since the unix epoch.
+pub fn day_name(day: i64) -> String {
+    // Howard Hinnant's civil-from-days.
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The day since the unix epoch of `YYYY-MM-DD`.
+pub fn parse_day(name: &str) -> Result<i64, String> {
+    let bad = || format!("{name:?} is not a day: use YYYY-MM-DD");
+    let mut parts = name.splitn(3, '-');
+    let mut next = |len: usize| {
+        parts
+            .next()
+            .filter(|part| part.len() == len && part.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|part| part.parse::<i64>().ok())
+            .ok_or_else(bad)
+    };
+    let (y, m, d) = (next(4)?, next(2)?, next(2)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    // Days from civil, the inverse of `day_name`.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let day = era * 146_097 + doe - 719_468;
+    if day_name(day) != name {
+        return Err(bad());
+    }
+    Ok(day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +165,25 @@ mod tests {
         );
         assert_eq!(d.to_string().parse::<Sha256Digest>().unwrap(), d);
         assert!("zz".parse::<Sha256Digest>().is_err());
+    }
+
+    #[test]
+    fn days_round_trip() {
+        assert_eq!(day_name(0), "1970-01-01");
+        assert_eq!(day_name(20_779), "2026-11-22");
+        assert_eq!(parse_day("2026-11-22").unwrap(), 20_779);
+        assert_eq!(parse_day("2024-02-29").map(day_name).unwrap(), "2024-02-29");
+        for bad in [
+            "2026-02-30",
+            "2026-13-01",
+            "26-11-22",
+            "2026-11-22x",
+            "yesterday",
+        ] {
+            assert!(parse_day(bad).is_err(), "{bad}");
+        }
+        for day in [-1000, 0, 11_016, 20_780, 60_000] {
+            assert_eq!(parse_day(&day_name(day)).unwrap(), day);
+        }
     }
 }

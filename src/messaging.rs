@@ -178,7 +178,7 @@ fn decimal(value: &str, decimals: usize) -> Option<()> {
 }
 
 fn date(value: &str) -> Option<()> {
-    crate::payment::parse_day(value).ok().map(|_| ())
+    crate::domain::parse_day(value).ok().map(|_| ())
 }
 
 fn hour_minute(value: &str) -> Option<()> {

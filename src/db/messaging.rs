@@ -5,7 +5,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::{Db, Engine};
 use crate::accounts::AccountId;
-use crate::domain::AppId;
+use crate::domain::{AppId, day_of};
 use crate::messaging::{
     InboxMessage, MAX_REPLIES, MessagingError, Notification, Subscription, SubscriptionKind,
 };
@@ -13,8 +13,6 @@ use crate::messaging::{
 /// The PostgreSQL channel that tells every node a user has new messages;
 /// the payload is the account id.
 pub const INBOX_CHANNEL: &str = "miniapp_inbox";
-
-const DAY_MS: i64 = 86_400_000;
 
 /// What lands in an inbox.
 struct Delivery<'a> {
@@ -106,7 +104,7 @@ impl Db {
         )
         .bind(notification.appid.as_str())
         .bind(account)
-        .bind(now.div_euclid(DAY_MS))
+        .bind(day_of(now))
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;

@@ -14,17 +14,14 @@ use sqlx::{Any, Row, Transaction};
 
 use super::Db;
 use crate::accounts::AccountId;
-use crate::domain::AppId;
+use crate::domain::{AppId, DAY_MS, day_name};
 use crate::payment::{
     DayTotals, MAX_REFUNDS_PER_ORDER, MoneyAccount, NewOrder, Order, OrderState, PaymentError,
-    PayoutRequest, Refund, RefundRequest, StatementEntry, day_name, no_order,
+    PayoutRequest, Refund, RefundRequest, StatementEntry, no_order,
 };
 
 const ORDER_COLUMNS: &str = "prepay_id, appid, out_trade_no, channel, payer_id, payer_openid, \
      amount, description, attach, state, refunded, refunds, created_at, expires_at, paid_at";
-
-/// A day in milliseconds; spelled out in the SQL that groups by day.
-const DAY_MS: i64 = 86_400_000;
 
 fn order(row: &AnyRow) -> anyhow::Result<Order> {
     let appid: String = row.try_get(1)?;
@@ -634,6 +631,8 @@ impl Db {
         to_day: i64,
     ) -> anyhow::Result<Vec<DayTotals>> {
         let (from, to) = (from_day * DAY_MS, (to_day + 1) * DAY_MS);
+        // The queries spell DAY_MS out: a bound divisor would make PostgreSQL
+        // compare a parameter in SELECT with one in GROUP BY.
         let mut days: std::collections::BTreeMap<i64, DayTotals> = Default::default();
         let movements = sqlx::query(
             "SELECT created_at / 86400000, kind, COUNT(*), CAST(SUM(amount) AS BIGINT) \

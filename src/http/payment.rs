@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::auth::SignedIn;
 use super::{ApiError, Shared, json_body, page_limit, parse_appid};
 use crate::db::now_ms;
-use crate::payment::{day_name, parse_day};
+use crate::domain::{day_name, day_of, parse_day};
 
 /// The most days one statement covers.
 const MAX_STATEMENT_DAYS: i64 = 366;
@@ -128,7 +128,7 @@ pub async fn statement(
         }
         None => Ok(default),
     };
-    let today = now_ms().div_euclid(86_400_000);
+    let today = day_of(now_ms());
     let to = day(days.to, "to", today)?;
     let from = day(days.from, "from", to - 29)?;
     if from > to || to - from >= MAX_STATEMENT_DAYS {
