@@ -329,10 +329,9 @@ impl Platform {
                     service: self.payments.clone(),
                     appid: appid.clone(),
                     channel: channel.as_str(),
-                    caller: caller_id.map(|account| {
-                        let openid = self.identity.app_user(appid, app.owner, account).openid;
-                        (account, openid)
-                    }),
+                    caller: caller_id,
+                    identity: self.identity.clone(),
+                    owner: app.owner,
                     payout: manifest.payment.payout,
                     // Checked at upload; a stored manifest always resolves.
                     order_ttl: manifest.payment.order_ttl().unwrap_or_default(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::accounts::AccountId;
 use crate::domain::AppId;
+use crate::identity::Identity;
 use crate::payment::{
     MoneyAccount, NewOrder, Order, OrderState, PaymentError, Payments, PayoutRequest, RefundRequest,
 };
@@ -21,9 +22,13 @@ pub struct PaymentGrant {
     pub appid: AppId,
     /// The channel the call came through; an order's events go back there.
     pub channel: &'static str,
-    /// The signed-in user who made the call and their openid in this app:
-    /// who pays the orders the call creates, and receives its payouts.
-    pub caller: Option<(AccountId, String)>,
+    /// The signed-in user who made the call: who pays the orders the call
+    /// creates, and receives its payouts.
+    pub caller: Option<AccountId>,
+    /// Derives the payer's openid in this app, for the orders the call
+    /// creates (the app's developer is its unionid space).
+    pub identity: Arc<Identity>,
+    pub owner: Option<AccountId>,
     /// Whether the manifest allows payouts.
     pub payout: bool,
     /// How long the orders it creates stay payable.
@@ -59,10 +64,9 @@ impl CallState {
     }
 }
 
-fn needs_caller(grant: &PaymentGrant) -> Result<(AccountId, String), Error> {
+fn needs_caller(grant: &PaymentGrant) -> Result<AccountId, Error> {
     grant
         .caller
-        .clone()
         .ok_or_else(|| Error::Denied("the call has no signed-in user".into()))
 }
 
@@ -101,10 +105,14 @@ impl Host for CallState {
             Ok(grant) => grant,
             Err(denied) => return Ok(Err(denied)),
         };
-        let (payer_id, payer_openid) = match needs_caller(grant) {
+        let payer_id = match needs_caller(grant) {
             Ok(caller) => caller,
             Err(denied) => return Ok(Err(denied)),
         };
+        let payer_openid = grant
+            .identity
+            .app_user(&grant.appid, grant.owner, payer_id)
+            .openid;
         let new = NewOrder {
             appid: grant.appid.clone(),
             channel: grant.channel.to_string(),
@@ -191,7 +199,7 @@ impl Host for CallState {
                     .into(),
             )));
         }
-        let (payee, _) = match needs_caller(grant) {
+        let payee = match needs_caller(grant) {
             Ok(caller) => caller,
             Err(denied) => return Ok(Err(denied)),
         };
