@@ -16,6 +16,8 @@
 //!
 //! Run: `cargo bench --bench payment`. Prints the median of 5 rounds.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,8 @@ use miniapp::domain::AppId;
 use miniapp::payment::{NewOrder, Pin};
 use miniapp::platform::{Channel, Platform};
 use miniapp::runtime::{Invocation, Reply, Request};
+
+use support::median;
 
 const PIN: &str = "274901";
 const PAYERS: usize = 100;
@@ -81,11 +85,6 @@ async fn call(
             invoked.report.outcome, invoked.report.log
         ),
     }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -294,29 +293,9 @@ async fn confirmations_warmup(platform: &Arc<Platform>, payers: &[Account]) -> f
 }
 
 fn main() {
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-        run("sqlite", &sqlite).await;
-        if let Ok(server) = std::env::var("MINIAPP_BENCH_DATABASE_URL") {
-            use sqlx::Connection;
-            let name = format!("miniapp_bench_payment_{}", std::process::id());
-            let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let (base, _) = server.rsplit_once('/').unwrap();
-            run("postgres", &format!("{base}/{name}")).await;
-            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-        }
-    });
+    // `cargo bench` passes `--bench`; anything else is a filter we do not take.
+    support::on_each_engine(
+        "payment",
+        |engine, url| async move { run(engine, &url).await },
+    );
 }

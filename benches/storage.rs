@@ -16,6 +16,8 @@
 //! Run: `cargo bench --bench storage`. Prints the median of 5 rounds of
 //! each, alternating, and the ratio guest / direct.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,6 +27,8 @@ use miniapp::runtime::{
     Grants, Invocation, Limits, Program, Reply, Request, Runtime, RuntimeConfig, StorageGrant,
 };
 use miniapp::storage::{Op, Partition, Quotas, Storage};
+
+use support::median;
 
 const NOTES: &[u8] = include_bytes!("../sample-programs/dist/notes.wasm");
 const ROUNDS: usize = 5;
@@ -121,11 +125,6 @@ impl Bench {
     }
 }
 
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
-
 async fn run(engine: &str, url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::connect(url).await.unwrap();
@@ -211,29 +210,8 @@ where
 
 fn main() {
     // `cargo bench` passes `--bench`; anything else is a filter we do not take.
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-        run("sqlite", &sqlite).await;
-        if let Ok(server) = std::env::var("MINIAPP_BENCH_DATABASE_URL") {
-            use sqlx::Connection;
-            let name = format!("miniapp_bench_{}", std::process::id());
-            let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let (base, _) = server.rsplit_once('/').unwrap();
-            run("postgres", &format!("{base}/{name}")).await;
-            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-        }
-    });
+    support::on_each_engine(
+        "storage",
+        |engine, url| async move { run(engine, &url).await },
+    );
 }
