@@ -15,9 +15,12 @@ mod host;
 mod inspect;
 mod limits;
 
+use std::future::{Future, poll_fn};
 use std::path::PathBuf;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -351,20 +354,16 @@ impl Runtime {
         });
         store.set_epoch_deadline(1);
 
-        // Host calls count against the deadline too: the epoch only stops a
-        // guest that is running wasm, the timeout also stops one stuck in the host.
-        let result =
-            tokio::time::timeout_at(deadline.into(), run(&program.pre, &mut store, invocation))
-                .await;
+        let result = within(deadline, run(&program.pre, &mut store, invocation)).await;
 
         let wall_time = started.elapsed();
         let (outcome, reply) = match result {
-            Err(_elapsed) => (Outcome::Deadline, None),
-            Ok(Ok(reply)) => match check_reply(reply) {
+            None => (Outcome::Deadline, None),
+            Some(Ok(reply)) => match check_reply(reply) {
                 Ok(reply) => (Outcome::Ok, Some(reply)),
                 Err(fault) => (Outcome::Trap(fault), None),
             },
-            Ok(Err(err)) => (classify(err), None),
+            Some(Err(err)) => (classify(err), None),
         };
         let usage = Usage {
             fuel_consumed: limits.fuel - store.get_fuel().unwrap_or(0),
@@ -411,6 +410,32 @@ async fn run(
             Ok(Reply::Event(acked))
         }
     }
+}
+
+/// Runs `call` to completion, or to `deadline`: `None` when the deadline
+/// came first.
+///
+/// Host calls count against the deadline too: the epoch only stops a guest
+/// that is running wasm, this also stops one waiting in the host. The timer
+/// is armed only once the call first waits (on a host call, or yielding at an
+/// epoch tick): a call that runs straight through is bounded by the epoch
+/// alone, and registers no timer with the tokio runtime.
+async fn within<F: Future>(deadline: Instant, call: F) -> Option<F::Output> {
+    let mut call = pin!(call);
+    let mut timer = pin!(None::<tokio::time::Sleep>);
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = call.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if timer.is_none() {
+            timer.set(Some(tokio::time::sleep_until(deadline.into())));
+        }
+        match timer.as_mut().as_pin_mut().map(|timer| timer.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// A guest that returns a response the host cannot forward has faulted.

@@ -574,3 +574,80 @@ async fn the_leaderboard_counts_every_score_under_concurrency() {
     })
     .await;
 }
+
+/// A guest stuck in a host call, here a write waiting on a lock another
+/// connection holds, ends at its deadline rather than when the database
+/// gives up (SQLite's busy timeout is 5 s; PostgreSQL would wait forever).
+/// The deadline's timer is armed only when a call first waits: this is the
+/// path that arms it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_on_the_database_ends_at_its_deadline() {
+    use miniapp::domain::Sha256Digest;
+    use miniapp::runtime::{
+        Grants, Invocation, Limits, Outcome, Request, Runtime, RuntimeConfig, StorageGrant,
+    };
+    use sqlx::Connection;
+
+    on_each_engine(|engine, test_db| async move {
+        let (db, storage) = storage(&test_db.url).await;
+        let storage = Arc::new(storage);
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(RuntimeConfig::new(dir.path().join("artifacts"))).unwrap();
+        let notes = runtime.prepare(&Sha256Digest::of(NOTES), NOTES).unwrap();
+        let limits = Limits {
+            deadline_ms: 300,
+            ..Limits::platform_default()
+        };
+        let put = |text: &str| {
+            Invocation::Request(Request {
+                method: "PUT".into(),
+                path: "/notes/stuck".into(),
+                query: String::new(),
+                headers: Vec::new(),
+                body: text.as_bytes().to_vec(),
+            })
+        };
+        let grants = || Grants {
+            storage: Some(StorageGrant {
+                service: storage.clone(),
+                appid: appid("notes"),
+                caller: Some(7),
+                quotas: Quotas::default(),
+            }),
+            ..Grants::default()
+        };
+        // Unlocked, the write goes through: the lock below is what stops it.
+        let free = runtime.call(&notes, &limits, grants(), put("one")).await;
+        assert_eq!(free.outcome, Outcome::Ok, "{}", free.log);
+
+        let mut holder = sqlx::AnyConnection::connect(&test_db.url).await.unwrap();
+        let lock = match engine {
+            "sqlite" => "BEGIN IMMEDIATE",
+            _ => "BEGIN; LOCK TABLE kv_usage IN ACCESS EXCLUSIVE MODE",
+        };
+        sqlx::raw_sql(lock).execute(&mut holder).await.unwrap();
+        let stuck = runtime.call(&notes, &limits, grants(), put("two")).await;
+        assert_eq!(stuck.outcome, Outcome::Deadline, "{engine}: {}", stuck.log);
+        let waited = stuck.usage.wall_time.as_millis();
+        assert!(
+            (300..800).contains(&waited),
+            "{engine}: the call ended after {waited} ms, deadline 300 ms"
+        );
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        holder.close().await.unwrap();
+
+        // Nothing of the interrupted write was kept.
+        let entry = storage
+            .get(&Partition::user(appid("notes"), 7), "note/stuck")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(entry.value, b"one");
+        db.close().await;
+        test_db
+    })
+    .await;
+}
