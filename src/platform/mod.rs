@@ -574,46 +574,54 @@ enum UsageMessage {
 }
 
 /// Writes usage records in batches off the call path: a call never waits
-/// for the database to record it. Records reach the database within
-/// [`USAGE_LINGER`] plus one write; [`UsageRecorder::flush`] waits for
-/// everything sent so far.
+/// on the database to be metered, and the writer wakes once per batch, not
+/// once per call.
 struct UsageRecorder {
     sender: Mutex<Option<mpsc::Sender<UsageMessage>>>,
+    /// Cuts a batch's linger short when someone waits for the records.
+    flush_requested: Arc<Notify>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
-const USAGE_BATCH: usize = crate::db::CALLS_PER_INSERT;
+/// The most records the writer takes from its queue for one batch.
+const USAGE_BATCH: usize = 4 * crate::db::CALLS_PER_INSERT;
 
-/// How long the recorder waits for more records before writing a batch.
+/// How long the recorder lets records gather before writing a batch.
 const USAGE_LINGER: Duration = Duration::from_millis(10);
 
 impl UsageRecorder {
     fn start(db: Db) -> UsageRecorder {
         let (sender, mut receiver) = mpsc::channel::<UsageMessage>(8192);
+        let flush_requested = Arc::new(Notify::new());
+        let flush = flush_requested.clone();
         let task = tokio::spawn(async move {
+            let mut messages = Vec::with_capacity(USAGE_BATCH);
             let mut batch = Vec::with_capacity(USAGE_BATCH);
             let mut waiting = Vec::new();
-            while let Some(first) = receiver.recv().await {
-                // Gather what arrives within a short linger into one write:
-                // fewer, larger statements cost the database far less.
-                let linger_until = tokio::time::Instant::now() + USAGE_LINGER;
-                let mut next = Some(first);
-                while let Some(message) = next.take() {
+            // Wait for the first record of a batch: the only wake-up per batch.
+            while receiver.recv_many(&mut messages, USAGE_BATCH).await > 0 {
+                // Let more gather, sleeping rather than waiting on the queue,
+                // so that calls sending records meanwhile wake nobody. A full
+                // batch or a flush writes at once.
+                let flushing = messages
+                    .iter()
+                    .any(|message| matches!(message, UsageMessage::Flush(_)));
+                if messages.len() < USAGE_BATCH && !flushing {
+                    tokio::select! {
+                        () = tokio::time::sleep(USAGE_LINGER) => {}
+                        () = flush.notified() => {}
+                    }
+                    while messages.len() < USAGE_BATCH
+                        && let Ok(message) = receiver.try_recv()
+                    {
+                        messages.push(message);
+                    }
+                }
+                for message in messages.drain(..) {
                     match message {
                         UsageMessage::Record(record) => batch.push(record),
-                        // Someone is waiting: write now.
-                        UsageMessage::Flush(done) => {
-                            waiting.push(done);
-                            break;
-                        }
+                        UsageMessage::Flush(done) => waiting.push(done),
                     }
-                    if batch.len() >= USAGE_BATCH {
-                        break;
-                    }
-                    next = tokio::time::timeout_at(linger_until, receiver.recv())
-                        .await
-                        .ok()
-                        .flatten();
                 }
                 if !batch.is_empty() {
                     write_with_retries(&db, &batch).await;
@@ -626,6 +634,7 @@ impl UsageRecorder {
         });
         UsageRecorder {
             sender: Mutex::new(Some(sender)),
+            flush_requested,
             task: Mutex::new(Some(task)),
         }
     }
@@ -640,11 +649,13 @@ impl UsageRecorder {
         }
     }
 
+    /// Returns once every record sent before it is written.
     async fn flush(&self) {
         let (done, finished) = oneshot::channel();
         if let Some(sender) = self.sender()
             && sender.send(UsageMessage::Flush(done)).await.is_ok()
         {
+            self.flush_requested.notify_one();
             let _ = finished.await;
         }
     }
@@ -658,9 +669,6 @@ impl UsageRecorder {
     }
 }
 
-/// Writes a batch of usage records, retrying a failing database with
-/// backoff (50 ms doubling, five attempts in all) before giving up on the
-/// batch with an error in the log.
 async fn write_with_retries(db: &Db, batch: &[CallRecord]) {
     let mut backoff = Duration::from_millis(50);
     for attempt in 1..=5 {
