@@ -112,10 +112,7 @@ impl Server {
             self.platform.clone(),
             self.max_request_bytes,
         ));
-        let mut router = http::router(state);
-        if self.native_baseline {
-            router = router.merge(http::native_baseline());
-        }
+        let router = http::router(state, self.native_baseline);
         let platform = self.platform.clone();
         let shutdown = async move {
             shutdown.await;

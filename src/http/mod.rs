@@ -61,11 +61,16 @@ impl AppState {
 
 type Shared = State<Arc<AppState>>;
 
-/// The complete router.
-pub fn router(state: Arc<AppState>) -> Router {
+/// The complete router; with `native_baseline`, `/native/hello/{*path}`
+/// too (see [`native_hello`]).
+pub fn router(state: Arc<AppState>, native_baseline: bool) -> Router {
     // Room for the manifest and the multipart framing around the largest component.
     let upload_limit = state.platform.max_component_bytes() + apps::MAX_MANIFEST_BYTES + 4096;
-    Router::new()
+    let mut routes = Router::new();
+    if native_baseline {
+        routes = routes.route("/native/hello/{*path}", get(native_hello));
+    }
+    routes
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/accounts", post(accounts::sign_up))
@@ -145,18 +150,16 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// The load script's baseline: in native code, what the `hello` sample
-/// answers for a path and query.
-pub fn native_baseline() -> Router {
-    async fn hello(Path(path): Path<String>, uri: Uri, method: Method) -> Response {
-        let body = serde_json::json!({
-            "greeting": "Hello, world!",
-            "method": method.as_str(),
-            "path": format!("/{path}"),
-            "query": uri.query().unwrap_or_default(),
-        });
-        Json(body).into_response()
-    }
-    Router::new().route("/native/hello/{*path}", get(hello))
+/// answers for a path and query, served through the same layers as the
+/// routes to mini-programs.
+async fn native_hello(Path(path): Path<String>, uri: Uri, method: Method) -> Response {
+    let body = serde_json::json!({
+        "greeting": "Hello, world!",
+        "method": method.as_str(),
+        "path": format!("/{path}"),
+        "query": uri.query().unwrap_or_default(),
+    });
+    Json(body).into_response()
 }
 
 async fn healthz() -> &'static str {
