@@ -1,51 +1,85 @@
 //! What the runtime adds to every call, in process: a fresh instance, the
 //! call and the teardown, for the smallest program (`hello`) and for a
-//! compute-bound one (where fuel metering and bounds checks show).
+//! compute-bound one (where fuel metering and bounds checks show); then
+//! `hello` again with the caches cold, as a server's calls find them.
 //!
 //! Run: `cargo bench --bench runtime`
 
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use miniapp::domain::Sha256Digest;
-use miniapp::runtime::{Grants, Invocation, Limits, Request, Runtime, RuntimeConfig};
+use miniapp::runtime::{
+    CallReport, Grants, Invocation, Limits, Program, Request, Runtime, RuntimeConfig,
+};
 
 const HELLO: &[u8] = include_bytes!("../sample-programs/dist/hello.wasm");
 const HOSTILE: &[u8] = include_bytes!("../sample-programs/dist/hostile.wasm");
 
-/// Benchmarks calls of `component` with `GET {path}?{query}` under the
+/// Bytes written between two cold calls: more than this machine's L2 cache
+/// per core, as a server's HTTP and TCP work between calls evicts it.
+const EVICT_BYTES: usize = 4 << 20;
+
+/// One program, ready to be called with `GET {path}?{query}` under the
 /// platform's default limits.
-fn bench_call(c: &mut Criterion, name: &str, component: &[u8], path: &str, query: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(RuntimeConfig::new(dir.path().join("artifacts"))).unwrap();
-    let program = runtime
-        .prepare(&Sha256Digest::of(component), component)
-        .unwrap();
-    let limits = Limits::platform_default();
-    let request = Request {
-        method: "GET".into(),
-        path: path.into(),
-        query: query.into(),
-        headers: vec![("accept".into(), "*/*".into())],
-        body: Vec::new(),
-    };
-    let tokio = tokio::runtime::Builder::new_current_thread()
+struct Caller {
+    _artifacts: tempfile::TempDir,
+    runtime: Runtime,
+    program: Program,
+    limits: Limits,
+    request: Request,
+}
+
+impl Caller {
+    fn new(component: &[u8], path: &str, query: &str) -> Caller {
+        let artifacts = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(RuntimeConfig::new(artifacts.path().join("artifacts"))).unwrap();
+        let program = runtime
+            .prepare(&Sha256Digest::of(component), component)
+            .unwrap();
+        Caller {
+            _artifacts: artifacts,
+            runtime,
+            program,
+            limits: Limits::platform_default(),
+            request: Request {
+                method: "GET".into(),
+                path: path.into(),
+                query: query.into(),
+                headers: vec![("accept".into(), "*/*".into())],
+                body: Vec::new(),
+            },
+        }
+    }
+
+    async fn call(&self) -> CallReport {
+        let report = self
+            .runtime
+            .call(
+                &self.program,
+                &self.limits,
+                Grants::default(),
+                Invocation::Request(self.request.clone()),
+            )
+            .await;
+        assert!(report.reply.is_some(), "{:?}", report.outcome);
+        report
+    }
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
 
-    c.bench_function(name, |b| {
-        b.to_async(&tokio).iter(|| async {
-            let report = runtime
-                .call(
-                    &program,
-                    &limits,
-                    Grants::default(),
-                    Invocation::Request(request.clone()),
-                )
-                .await;
-            assert!(report.reply.is_some(), "{:?}", report.outcome);
-            report
-        })
-    });
+/// Benchmarks calls of `component` with `GET {path}?{query}`, back to back.
+fn bench_call(c: &mut Criterion, name: &str, component: &[u8], path: &str, query: &str) {
+    let caller = Caller::new(component, path, query);
+    let tokio = current_thread();
+    c.bench_function(name, |b| b.to_async(&tokio).iter(|| caller.call()));
 }
 
 fn hello_call(c: &mut Criterion) {
@@ -69,5 +103,32 @@ fn compute_call(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, hello_call, compute_call);
+/// `hello` after evicting the caches, timing the call alone: what a call
+/// costs when the instance's code and memory are not already cached, as in
+/// a server between requests (a hot loop keeps them cached).
+fn hello_call_cold(c: &mut Criterion) {
+    let caller = Caller::new(HELLO, "/bench", "x=1");
+    let tokio = current_thread();
+    let evict = RefCell::new(vec![0u8; EVICT_BYTES]);
+    c.bench_function("hello: instantiate + call + teardown, caches cold", |b| {
+        b.to_async(&tokio).iter_custom(|iters| {
+            let (caller, evict) = (&caller, &evict);
+            async move {
+                let mut total = Duration::ZERO;
+                for round in 0..iters {
+                    for line in evict.borrow_mut().chunks_mut(64) {
+                        line[0] = line[0].wrapping_add(round as u8);
+                    }
+                    std::hint::black_box(evict);
+                    let started = Instant::now();
+                    caller.call().await;
+                    total += started.elapsed();
+                }
+                total
+            }
+        })
+    });
+}
+
+criterion_group!(benches, hello_call, compute_call, hello_call_cold);
 criterion_main!(benches);
