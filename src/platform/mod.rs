@@ -574,11 +574,14 @@ enum UsageMessage {
 }
 
 /// Writes usage records in batches off the call path: a call never waits
-/// on the database to be metered, and the writer wakes once per batch, not
-/// once per call.
+/// for the database to record it, and the writer wakes once per batch, not
+/// once per call. Records reach the database within [`USAGE_LINGER`] plus
+/// one write; [`UsageRecorder::flush`] waits for everything sent so far.
 struct UsageRecorder {
     sender: Mutex<Option<mpsc::Sender<UsageMessage>>>,
-    /// Cuts a batch's linger short when someone waits for the records.
+    /// Cuts a batch's linger short when someone waits for the records. A
+    /// permit left over from a flush the writer already answered only cuts
+    /// the next batch's linger short.
     flush_requested: Arc<Notify>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -669,6 +672,9 @@ impl UsageRecorder {
     }
 }
 
+/// Writes a batch of usage records, retrying a failing database with
+/// backoff (50 ms doubling, five attempts in all) before giving up on the
+/// batch with an error in the log.
 async fn write_with_retries(db: &Db, batch: &[CallRecord]) {
     let mut backoff = Duration::from_millis(50);
     for attempt in 1..=5 {
