@@ -13,6 +13,12 @@ use crate::runtime::{DEFAULT_MAX_CONCURRENT_CALLS, Limits};
 /// Default cap on a request body sent to a mini-program: 1 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1 << 20;
 
+/// How long a call's usage record and log are kept by default: 7 days.
+pub const DEFAULT_CALL_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// [`DEFAULT_CALL_RETENTION`] as the flag spells it.
+const DEFAULT_CALL_RETENTION_TEXT: &str = "7days";
+
 /// [`DEFAULT_RETRY_SCHEDULE`] as the flag spells it.
 const DEFAULT_RETRY_SCHEDULE_TEXT: &str = "15s,15s,30s,3m,10m,20m,30m,30m,30m,1h,3h,3h,3h,6h,6h";
 
@@ -78,6 +84,17 @@ pub struct ServeConfig {
     #[arg(long, env = "MINIAPP_DAILY_NOTIFICATIONS", default_value_t = DEFAULT_DAILY_NOTIFICATIONS)]
     pub daily_notifications: i64,
 
+    /// How long a call's usage record and log are kept (`7days`, `12h`,
+    /// ...): older ones are deleted once a minute by the nodes that deliver
+    /// events. At least a minute.
+    #[arg(
+        long,
+        env = "MINIAPP_CALL_RETENTION",
+        value_parser = parse_retention,
+        default_value = DEFAULT_CALL_RETENTION_TEXT,
+    )]
+    pub call_retention: Duration,
+
     /// Do not deliver events from this node (a node that only serves
     /// requests). At least one node of a platform must deliver them.
     #[arg(long, env = "MINIAPP_NO_EVENT_DISPATCH")]
@@ -112,6 +129,7 @@ impl ServeConfig {
             event_retry_schedule: DEFAULT_RETRY_SCHEDULE.to_vec(),
             no_event_dispatch: false,
             daily_notifications: DEFAULT_DAILY_NOTIFICATIONS,
+            call_retention: DEFAULT_CALL_RETENTION,
             samples: false,
             native_baseline: false,
             limits: LimitConfig::default(),
@@ -125,6 +143,19 @@ impl ServeConfig {
             None => format!("sqlite://{}", self.data_dir.join("miniapp.db").display()),
         }
     }
+}
+
+/// A retention period: a duration of at least a minute, since the sweep
+/// runs once a minute and a shorter one would delete records their
+/// developer has not had the time to read.
+fn parse_retention(text: &str) -> Result<Duration, String> {
+    let period = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if period < Duration::from_secs(60) {
+        return Err(format!(
+            "{text} is shorter than the shortest retention, 1 minute"
+        ));
+    }
+    Ok(period)
 }
 
 const DEFAULT: Limits = Limits::platform_default();
@@ -205,5 +236,20 @@ mod tests {
             .map(|wait| humantime::parse_duration(wait).unwrap())
             .collect();
         assert_eq!(parsed, super::DEFAULT_RETRY_SCHEDULE);
+    }
+
+    #[test]
+    fn retention_is_a_duration_of_at_least_a_minute() {
+        assert_eq!(
+            super::parse_retention(super::DEFAULT_CALL_RETENTION_TEXT),
+            Ok(super::DEFAULT_CALL_RETENTION)
+        );
+        assert_eq!(
+            super::parse_retention("90s"),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        let short = super::parse_retention("59s").unwrap_err();
+        assert!(short.contains("1 minute"), "{short}");
+        assert!(super::parse_retention("seven days").is_err());
     }
 }

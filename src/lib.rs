@@ -65,6 +65,7 @@ impl Server {
             event_retry_schedule: config.event_retry_schedule.clone(),
             dispatch_events: !config.no_event_dispatch,
             daily_notifications: config.daily_notifications,
+            call_retention: config.call_retention,
         };
         let platform = Platform::new(db, runtime, settings).await?;
         let generated = platform

@@ -85,6 +85,22 @@ pub struct StoredCall {
 /// well under both engines' parameter limits); a power of two.
 pub const CALLS_PER_INSERT: usize = 256;
 
+/// The id of a call made at `at_ms`: 12 hex digits of the time (unix
+/// milliseconds), then 20 random ones. An app's ids sort by when the calls
+/// were made, which [`Db::recent_calls`] and [`Db::forget_calls`] rely on.
+pub fn call_id(at_ms: i64) -> String {
+    let mut id = [0u8; 16];
+    id[..6].copy_from_slice(&call_time_prefix(at_ms));
+    id[6..].copy_from_slice(&rand::random::<[u8; 10]>());
+    hex::encode(id)
+}
+
+/// The first six bytes of the ids of calls made at `at_ms`.
+fn call_time_prefix(at_ms: i64) -> [u8; 6] {
+    let bytes = (at_ms.max(0) as u64).to_be_bytes();
+    [bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]]
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -214,6 +230,39 @@ impl Db {
             query.execute(&self.pool).await?;
         }
         Ok(())
+    }
+
+    /// Deletes the usage records of calls made before `cutoff_ms`, app by
+    /// app, at most `chunk` records per statement so that no statement holds
+    /// the write lock for long; returns how many went.
+    ///
+    /// Each app's records are found through the primary key: an id below
+    /// the cutoff's time prefix is a call made before it.
+    pub async fn forget_calls(&self, cutoff_ms: i64, chunk: i64) -> anyhow::Result<u64> {
+        let below = hex::encode(call_time_prefix(cutoff_ms));
+        let appids: Vec<String> = sqlx::query_scalar("SELECT appid FROM apps")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut forgotten = 0;
+        for appid in appids {
+            loop {
+                let deleted = sqlx::query(
+                    "DELETE FROM calls WHERE appid = $1 AND id IN \
+                     (SELECT id FROM calls WHERE appid = $1 AND id < $2 ORDER BY id LIMIT $3)",
+                )
+                .bind(&appid)
+                .bind(&below)
+                .bind(chunk)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                forgotten += deleted;
+                if deleted < chunk.max(1) as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(forgotten)
     }
 
     /// The latest usage records of an app, newest first, without logs.

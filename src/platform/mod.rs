@@ -23,7 +23,7 @@ pub use outbox::DEFAULT_RETRY_SCHEDULE;
 pub use payment::{MerchantStatement, WalletStatement};
 
 use crate::accounts::{Account, AccountId, Role};
-use crate::db::{CallRecord, Db, LifecycleError, Route, StoredCall, now_ms};
+use crate::db::{CallRecord, Db, LifecycleError, Route, StoredCall, call_id, now_ms};
 use crate::domain::AppId;
 use crate::identity::Identity;
 use crate::lifecycle::{Capability, InvalidManifest, InvalidTransition, Manifest};
@@ -124,6 +124,9 @@ pub struct PlatformSettings {
     pub dispatch_events: bool,
     /// Notifications one app may send one user per UTC day.
     pub daily_notifications: i64,
+    /// How long a call's usage record and log are kept. Defaults to 7 days;
+    /// the nodes that deliver events sweep older ones once a minute.
+    pub call_retention: Duration,
 }
 
 /// A finished call and the identifiers to find its usage record by.
@@ -353,7 +356,7 @@ impl Platform {
             .runtime
             .call(&ready.program, &ready.limits, grants, invocation)
             .await;
-        let call_id = new_call_id();
+        let call_id = call_id(started_at);
         tracing::debug!(
             %appid, version, call_id, outcome = report.outcome.kind(),
             fuel = report.usage.fuel_consumed, "call finished"
@@ -561,13 +564,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A call id: 48 bits of unix milliseconds, then 80 random bits, in hex.
 /// Time-ordered, so usage records append to the end of their index instead
 /// of landing at random places in it.
-fn new_call_id() -> String {
-    let mut id = [0u8; 16];
-    id[..6].copy_from_slice(&(now_ms() as u64).to_be_bytes()[2..]);
-    id[6..].copy_from_slice(&rand::random::<[u8; 10]>());
-    hex::encode(id)
-}
-
 enum UsageMessage {
     Record(CallRecord),
     Flush(oneshot::Sender<()>),

@@ -49,8 +49,12 @@ const BATCH: i64 = 32;
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// How often unpaid orders past their expiry are closed, and old delivered
-/// events forgotten.
+/// events and usage records forgotten.
 const SWEEP: Duration = Duration::from_secs(60);
+
+/// Usage records deleted per statement by the sweep: small enough that the
+/// write lock is never held long, on SQLite most of all.
+const CALLS_FORGOTTEN_PER_STATEMENT: i64 = 5_000;
 
 /// How long a delivered event stays in the outbox, for its developer to
 /// look at: 30 days. Events given up on stay until the app is deleted.
@@ -95,6 +99,21 @@ async fn run(platform: Weak<Platform>, wake: Arc<Notify>, mut stopped: watch::Re
             let cutoff = now_ms() - DELIVERED_RETENTION.as_millis() as i64;
             if let Err(err) = live.db.forget_delivered_events(cutoff).await {
                 tracing::warn!(error = format!("{err:#}"), "forgetting old events failed");
+            }
+            let cutoff = now_ms() - live.settings.call_retention.as_millis() as i64;
+            match live
+                .db
+                .forget_calls(cutoff, CALLS_FORGOTTEN_PER_STATEMENT)
+                .await
+            {
+                Ok(0) => {}
+                Ok(forgotten) => tracing::info!(forgotten, "forgot old usage records"),
+                Err(err) => {
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        "forgetting old usage records failed"
+                    )
+                }
             }
         }
         let now = now_ms();

@@ -4,7 +4,12 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{HELLO, HOSTILE, ProcessServer, TestServer, config, on_each_engine};
+use miniapp::config::DEFAULT_CALL_RETENTION;
+use miniapp::db::{CallRecord, call_id, now_ms};
+
+use crate::support::{
+    HELLO, HOSTILE, ProcessServer, TestServer, config, on_each_engine, password_of,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_round_trip_leaves_a_usage_record() {
@@ -270,6 +275,89 @@ async fn sigterm_finishes_in_flight_calls_and_keeps_their_usage() {
         );
         assert_eq!(calls[0].outcome, "deadline");
         stored.close().await;
+        db
+    })
+    .await;
+}
+
+/// Usage records and their logs are kept for the retention period (7 days
+/// by default), then deleted app by app, a chunk at a time; the node that
+/// delivers events sweeps them on start and once a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_records_are_forgotten_after_their_retention() {
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let first = TestServer::start(config(&db, dir.path())).await;
+        let version = first.upload_ok("hello", HELLO).await;
+        first.upload_ok("hello-too", HELLO).await;
+        let fresh = first.get("/apps/hello/").await;
+        let fresh = first.call_record("hello", &fresh).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+
+        let store = first.platform.db().clone();
+        let cutoff = now_ms() - DEFAULT_CALL_RETENTION.as_millis() as i64;
+        let record = |appid: &str, at: i64| CallRecord {
+            id: call_id(at),
+            appid: appid.parse().unwrap(),
+            version,
+            entry: "request",
+            started_at: at,
+            fuel_consumed: 1,
+            wall_time_us: 1,
+            peak_memory_bytes: 0,
+            host_calls: 0,
+            outcome: "ok",
+            detail: None,
+            log: "info: old".into(),
+        };
+        let mut records: Vec<_> = (1..=7).map(|ms| record("hello", cutoff - ms)).collect();
+        records.push(record("hello-too", cutoff - 1));
+        let at_cutoff = record("hello", cutoff);
+        records.push(at_cutoff.clone());
+        store.insert_calls(&records).await.unwrap();
+
+        // Seven of one app in chunks of three, one of the other; the record
+        // made at the cutoff and the fresh one stay.
+        assert_eq!(store.forget_calls(cutoff, 3).await.unwrap(), 8);
+        assert_eq!(store.forget_calls(cutoff, 3).await.unwrap(), 0);
+        let ids = |listing: Value| -> Vec<String> {
+            listing["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|call| call["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (status, listing) = first.dev_get("/v1/apps/hello/calls?limit=100").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(ids(listing), [fresh.clone(), at_cutoff.id.clone()]);
+        let (_, listing) = first.dev_get("/v1/apps/hello-too/calls?limit=100").await;
+        assert!(ids(listing).is_empty());
+
+        // The server sweeps on its own: on start, then once a minute.
+        store
+            .insert_calls(&[record("hello", cutoff - 60_000)])
+            .await
+            .unwrap();
+        first.stop().await;
+        let second = TestServer::start(config(&db, dir.path())).await;
+        let dev = second.login("dev", &password_of("dev")).await;
+        let started = std::time::Instant::now();
+        loop {
+            let (_, listing) = second.get_as(&dev, "/v1/apps/hello/calls?limit=100").await;
+            let ids = ids(listing);
+            if ids == [fresh.clone()] {
+                break;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "old records still listed: {ids:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        second.stop().await;
         db
     })
     .await;
