@@ -13,6 +13,10 @@
 //! round trip to another thread (what each sqlx query costs the caller
 //! beyond the database's own work).
 //!
+//! Each workload runs twice: one call at a time (each call waits for the
+//! last: latency), and 32 callers at once, each a task of its own (what a
+//! server under load sees: throughput).
+//!
 //! Run: `cargo bench --bench storage`. Prints the median of 5 rounds of
 //! each, alternating, and the ratio guest / direct.
 
@@ -34,6 +38,9 @@ const NOTES: &[u8] = include_bytes!("../sample-programs/dist/notes.wasm");
 const ROUNDS: usize = 5;
 const OPS: usize = 1000;
 const USER: i64 = 42;
+/// Callers at once in the concurrent runs: as many as `scripts/load.sh`'s
+/// connections.
+const CALLERS: usize = 32;
 /// The user whose ten notes make the page workload.
 const READER: i64 = 43;
 
@@ -148,30 +155,25 @@ async fn run(engine: &str, url: &str) {
         .apply(&reader, &Quotas::default(), notes)
         .await
         .unwrap();
+    let bench = Arc::new(bench);
     for (label, method, single) in [
         ("set", "PUT", true),
         ("get", "GET", true),
         ("page (list + 10 gets)", "GET", false),
     ] {
-        let (mut guest, mut direct) = (Vec::new(), Vec::new());
-        let ids = |id: usize| single.then_some(id);
-        for _ in 0..ROUNDS {
-            let started = Instant::now();
-            for id in 0..OPS {
-                bench.guest(method, ids(id)).await;
+        for callers in [1, CALLERS] {
+            let (mut guest, mut direct) = (Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                guest.push(rate(&bench, Path::Guest, method, single, callers).await);
+                direct.push(rate(&bench, Path::Direct, method, single, callers).await);
             }
-            guest.push(OPS as f64 / started.elapsed().as_secs_f64());
-            let started = Instant::now();
-            for id in 0..OPS {
-                bench.direct(method, ids(id)).await;
-            }
-            direct.push(OPS as f64 / started.elapsed().as_secs_f64());
+            let (guest, direct) = (median(guest), median(direct));
+            println!(
+                "{engine:<10} {label:<22} {callers:>2} at once: guest {guest:>7.0}/s, \
+                 direct {direct:>7.0}/s, ratio {:.2}",
+                guest / direct
+            );
         }
-        let (guest, direct) = (median(guest), median(direct));
-        println!(
-            "{engine:<10} {label:<22} guest {guest:>7.0}/s, direct {direct:>7.0}/s, ratio {:.2}",
-            guest / direct
-        );
     }
     // Where a guest's time goes besides the database: the instance alone
     // (an id too long for a key is refused before any host call), and a
@@ -188,6 +190,43 @@ async fn run(engine: &str, url: &str) {
          a round trip to another thread: {handoff:.1} µs"
     );
     db.close().await;
+}
+
+#[derive(Clone, Copy)]
+enum Path {
+    Guest,
+    Direct,
+}
+
+/// Operations per second of [`OPS`] operations, `callers` of them in flight
+/// at once, each caller a task of its own (as a server's requests are).
+/// With `single`, operation `n` is on note `n`; otherwise each is a page.
+async fn rate(
+    bench: &Arc<Bench>,
+    path: Path,
+    method: &'static str,
+    single: bool,
+    callers: usize,
+) -> f64 {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|caller| {
+            let bench = bench.clone();
+            tokio::spawn(async move {
+                for n in (caller..OPS).step_by(callers) {
+                    let id = single.then_some(n);
+                    match path {
+                        Path::Guest => bench.guest(method, id).await,
+                        Path::Direct => bench.direct(method, id).await,
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    OPS as f64 / started.elapsed().as_secs_f64()
 }
 
 /// The median time of one `op`, in microseconds, over [`ROUNDS`] rounds of
