@@ -87,7 +87,9 @@ pub const CALLS_PER_INSERT: usize = 256;
 
 /// The id of a call made at `at_ms`: 12 hex digits of the time (unix
 /// milliseconds), then 20 random ones. An app's ids sort by when the calls
-/// were made, which [`Db::recent_calls`] and [`Db::forget_calls`] rely on.
+/// were made, which [`Db::recent_calls`] and [`Db::forget_calls`] rely on,
+/// and new records append to the end of their index instead of landing at
+/// random places in it.
 pub fn call_id(at_ms: i64) -> String {
     let mut id = [0u8; 16];
     id[..6].copy_from_slice(&call_time_prefix(at_ms));

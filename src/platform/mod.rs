@@ -561,9 +561,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
-/// A call id: 48 bits of unix milliseconds, then 80 random bits, in hex.
-/// Time-ordered, so usage records append to the end of their index instead
-/// of landing at random places in it.
+/// What the platform sends the usage recorder: a record, or a request to
+/// write everything sent before it.
 enum UsageMessage {
     Record(CallRecord),
     Flush(oneshot::Sender<()>),
