@@ -14,6 +14,12 @@ cd "$(dirname "$0")/.."
 duration="${1:-10}"
 connections="${2:-32}"
 rounds="${3:-5}"
+for value in "$duration" "$connections" "$rounds"; do
+    if ! [[ $value =~ ^[1-9][0-9]*$ ]]; then
+        echo "usage: $0 [seconds per run] [connections] [rounds]: each a positive whole number, not '$value'" >&2
+        exit 2
+    fi
+done
 
 if ! command -v wrk >/dev/null; then
     apt-get update -qq && apt-get install -y -qq wrk >/dev/null
