@@ -29,22 +29,27 @@ pub struct Object {
 impl Object {
     /// An empty object.
     pub fn new() -> Self {
-        Self {
-            text: String::from("{"),
-        }
+        // Room for a small response's members at once: the text otherwise
+        // grows through several reallocations, each a copy.
+        let mut text = String::with_capacity(128);
+        text.push('{');
+        Self { text }
     }
 
     /// Adds a string member, escaped.
-    pub fn string(self, name: &str, value: &str) -> Self {
-        let value = quote(value);
-        self.raw(name, &value)
+    pub fn string(mut self, name: &str, value: &str) -> Self {
+        self.member(name);
+        write_quoted(&mut self.text, value);
+        self
     }
 
     /// Adds a number member: any integer or float type (a float that is not
     /// finite has no JSON form and is written as `null`).
-    pub fn number(self, name: &str, value: impl Into<Number>) -> Self {
-        let value = value.into().to_string();
-        self.raw(name, &value)
+    pub fn number(mut self, name: &str, value: impl Into<Number>) -> Self {
+        self.member(name);
+        // Writing to a String cannot fail.
+        let _ = value.into().write(&mut self.text);
+        self
     }
 
     /// Adds a boolean member.
@@ -55,13 +60,18 @@ impl Object {
     /// Adds a member whose value is `json`, written as given: the caller
     /// vouches that it is valid JSON (a nested object's `finish()`, say).
     pub fn raw(mut self, name: &str, json: &str) -> Self {
+        self.member(name);
+        self.text.push_str(json);
+        self
+    }
+
+    /// Starts the member `name`: the separator, the quoted name and `:`.
+    fn member(&mut self, name: &str) {
         if self.text.len() > 1 {
             self.text.push(',');
         }
         write_quoted(&mut self.text, name);
         self.text.push(':');
-        self.text.push_str(json);
-        self
     }
 
     /// The finished document.
@@ -114,14 +124,22 @@ impl From<isize> for Number {
     }
 }
 
+impl Number {
+    /// Writes the number's JSON text to `out`. Generic, so that a caller
+    /// that knows the number's type compiles only the formatting it needs.
+    fn write(self, out: &mut impl Write) -> fmt::Result {
+        match self.0 {
+            NumberRepr::Signed(value) => write!(out, "{value}"),
+            NumberRepr::Unsigned(value) => write!(out, "{value}"),
+            NumberRepr::Float(value) if value.is_finite() => write!(out, "{value}"),
+            NumberRepr::Float(_) => out.write_str("null"),
+        }
+    }
+}
+
 impl fmt::Display for Number {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            NumberRepr::Signed(value) => write!(f, "{value}"),
-            NumberRepr::Unsigned(value) => write!(f, "{value}"),
-            NumberRepr::Float(value) if value.is_finite() => write!(f, "{value}"),
-            NumberRepr::Float(_) => f.write_str("null"),
-        }
+        self.write(f)
     }
 }
 
@@ -137,23 +155,34 @@ pub fn quote(text: &str) -> String {
 }
 
 fn write_quoted(out: &mut String, text: &str) {
+    out.reserve(text.len() + 2);
     out.push('"');
-    for character in text.chars() {
-        match character {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0C}' => out.push_str("\\f"),
-            control if control < ' ' => {
-                // Writing to a String cannot fail.
-                let _ = write!(out, "\\u{:04x}", control as u32);
+    // Copies the runs between characters that need escaping whole. Every
+    // such character is ASCII, so each run ends on a character boundary.
+    let mut run_start = 0;
+    for (index, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0C => Some("\\f"),
+            control if control < b' ' => None,
+            _ => continue,
+        };
+        out.push_str(&text[run_start..index]);
+        run_start = index + 1;
+        match escape {
+            Some(escape) => out.push_str(escape),
+            // Writing to a String cannot fail.
+            None => {
+                let _ = write!(out, "\\u{byte:04x}");
             }
-            other => out.push(other),
         }
     }
+    out.push_str(&text[run_start..]);
     out.push('"');
 }
 
@@ -538,6 +567,20 @@ mod tests {
         assert_eq!(quote("tab\there"), r#""tab\there""#);
         assert_eq!(quote("\u{1}\u{1f}"), r#""\u0001\u001f""#);
         assert_eq!(quote("Jörg ✓"), "\"Jörg ✓\"");
+        // Escapes first, last, side by side and next to multi-byte characters;
+        // DEL is not a control character to JSON.
+        assert_eq!(
+            quote("\"ö\\\n\r✓\u{8}\u{c}\u{7f}end\""),
+            "\"\\\"ö\\\\\\n\\r✓\\b\\f\u{7f}end\\\"\""
+        );
+    }
+
+    #[test]
+    fn written_strings_read_back_unchanged() {
+        let tricky = "\"ö\\\n\r✓\u{1}\u{8}\u{c}\t\u{1f} end \"";
+        let body = Object::new().string(tricky, tricky).finish();
+        let read = parse_flat(&body).unwrap();
+        assert_eq!(read.str(tricky), Some(tricky));
     }
 
     #[test]

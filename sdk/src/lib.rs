@@ -11,7 +11,7 @@
 //! - [`Request`] and [`Response`], with helpers for headers, query parameters
 //!   and bodies;
 //! - [`Router`], which dispatches on method and path, with `:param` segments,
-//!   answering 404 and 405 on its own;
+//!   answering 404 (or the program's fallback) and 405 on its own;
 //! - [`MiniProgram`] and [`export!`], which turn a type into the component's
 //!   exports;
 //! - [`trace!`], [`debug!`], [`info!`], [`warn!`] and [`error!`], which write

@@ -1,5 +1,8 @@
 //! Dispatch of requests to handlers by method and path.
 
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
 use crate::request::{Request, percent_decode};
 use crate::response::Response;
 
@@ -20,9 +23,9 @@ pub type Handler = fn(&Request, &Params) -> Response;
 /// first literal segment comes earliest, so `/users/me` is preferred to
 /// `/users/:id` whatever the order of registration.
 ///
-/// A path that no route matches gets `404 Not Found`; a path that routes
-/// match only under other methods gets `405 Method Not Allowed` with an
-/// `allow` header.
+/// A path that no route matches gets `404 Not Found`, or the program's own
+/// answer given to [`Router::fallback`]; a path that routes match only under
+/// other methods gets `405 Method Not Allowed` with an `allow` header.
 ///
 /// ```
 /// use miniapp_sdk::{Request, Response, Router};
@@ -38,19 +41,25 @@ pub type Handler = fn(&Request, &Params) -> Response;
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     routes: Vec<Route>,
+    fallback: Option<Handler>,
 }
 
 #[derive(Debug, Clone)]
 struct Route {
-    method: String,
-    pattern: Vec<Segment>,
+    /// In upper case.
+    method: Cow<'static, str>,
+    /// The pattern after its leading `/`: segments separated by `/`, a
+    /// parameter's starting with `:`. Kept as text and split when matched,
+    /// which costs a program less than building the route's parts, as every
+    /// call builds its router afresh.
+    pattern: String,
     handler: Handler,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    Param(String),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segment<'a> {
+    Literal(&'a str),
+    Param(&'a str),
 }
 
 impl Router {
@@ -67,80 +76,100 @@ impl Router {
     /// (`/:`), or has the same shape as a route already added for `method`
     /// (`/a/:x` and `/a/:y` have the same shape): these are mistakes in the
     /// program, not in a request.
-    pub fn route(mut self, method: &str, pattern: &str, handler: Handler) -> Self {
-        let method = method.to_ascii_uppercase();
-        let pattern = parse_pattern(pattern);
+    pub fn route(self, method: &str, pattern: &str, handler: Handler) -> Self {
+        self.add(Cow::Owned(method.to_ascii_uppercase()), pattern, handler)
+    }
+
+    /// Adds a `GET` route; see [`Router::route`].
+    pub fn get(self, pattern: &str, handler: Handler) -> Self {
+        self.add(Cow::Borrowed("GET"), pattern, handler)
+    }
+
+    /// Adds a `POST` route; see [`Router::route`].
+    pub fn post(self, pattern: &str, handler: Handler) -> Self {
+        self.add(Cow::Borrowed("POST"), pattern, handler)
+    }
+
+    /// Adds a `PUT` route; see [`Router::route`].
+    pub fn put(self, pattern: &str, handler: Handler) -> Self {
+        self.add(Cow::Borrowed("PUT"), pattern, handler)
+    }
+
+    /// Adds a `PATCH` route; see [`Router::route`].
+    pub fn patch(self, pattern: &str, handler: Handler) -> Self {
+        self.add(Cow::Borrowed("PATCH"), pattern, handler)
+    }
+
+    /// Adds a `DELETE` route; see [`Router::route`].
+    pub fn delete(self, pattern: &str, handler: Handler) -> Self {
+        self.add(Cow::Borrowed("DELETE"), pattern, handler)
+    }
+
+    /// Answers the requests whose path no route matches, under any method,
+    /// with `handler` instead of `404 Not Found`; its [`Params`] are empty.
+    /// A path that routes match under other methods still gets `405`.
+    pub fn fallback(mut self, handler: Handler) -> Self {
+        self.fallback = Some(handler);
+        self
+    }
+
+    fn add(mut self, method: Cow<'static, str>, pattern: &str, handler: Handler) -> Self {
+        let rest = pattern
+            .strip_prefix('/')
+            .unwrap_or_else(|| panic!("route pattern {pattern:?} must start with `/`"));
+        assert!(
+            !segments(rest).any(|segment| segment == Segment::Param("")),
+            "route pattern {pattern:?} has a parameter with no name"
+        );
         let duplicate = self
             .routes
             .iter()
-            .any(|route| route.method == method && same_shape(&route.pattern, &pattern));
+            .any(|route| route.method == method && same_shape(&route.pattern, rest));
         assert!(
             !duplicate,
-            "a route for {method} with the shape of {} already exists",
-            display_pattern(&pattern)
+            "a route for {method} with the shape of {pattern} already exists"
         );
         self.routes.push(Route {
             method,
-            pattern,
+            pattern: rest.to_owned(),
             handler,
         });
         self
     }
 
-    /// Adds a `GET` route; see [`Router::route`].
-    pub fn get(self, pattern: &str, handler: Handler) -> Self {
-        self.route("GET", pattern, handler)
-    }
-
-    /// Adds a `POST` route; see [`Router::route`].
-    pub fn post(self, pattern: &str, handler: Handler) -> Self {
-        self.route("POST", pattern, handler)
-    }
-
-    /// Adds a `PUT` route; see [`Router::route`].
-    pub fn put(self, pattern: &str, handler: Handler) -> Self {
-        self.route("PUT", pattern, handler)
-    }
-
-    /// Adds a `PATCH` route; see [`Router::route`].
-    pub fn patch(self, pattern: &str, handler: Handler) -> Self {
-        self.route("PATCH", pattern, handler)
-    }
-
-    /// Adds a `DELETE` route; see [`Router::route`].
-    pub fn delete(self, pattern: &str, handler: Handler) -> Self {
-        self.route("DELETE", pattern, handler)
-    }
-
     /// Answers `request` with the handler of the best matching route, or with
-    /// 404 or 405 when there is none.
+    /// the fallback, 404 or 405 when there is none.
     pub fn handle(&self, request: &Request) -> Response {
-        let Some(segments) = request
-            .path
-            .strip_prefix('/')
-            .map(|rest| rest.split('/').collect::<Vec<_>>())
-        else {
-            return Response::not_found();
+        let Some(path) = request.path.strip_prefix('/') else {
+            return self.unrouted(request);
         };
         let matching = || {
             self.routes
                 .iter()
-                .filter(|route| matches(&route.pattern, &segments))
+                .filter(move |route| matches(&route.pattern, path))
         };
         let best = matching()
             .filter(|route| route.method == request.method)
-            .max_by_key(|route| specificity(&route.pattern));
+            .max_by(|left, right| specificity(&left.pattern, &right.pattern));
         if let Some(route) = best {
-            let params = Params::capture(&route.pattern, &segments);
+            let params = Params::capture(&route.pattern, path);
             return (route.handler)(request, &params);
         }
-        let mut allowed: Vec<&str> = matching().map(|route| route.method.as_str()).collect();
+        let mut allowed: Vec<&str> = matching().map(|route| route.method.as_ref()).collect();
         if allowed.is_empty() {
-            return Response::not_found();
+            return self.unrouted(request);
         }
         allowed.sort_unstable();
         allowed.dedup();
         Response::method_not_allowed(&allowed)
+    }
+
+    /// The answer to a request whose path no route matches.
+    fn unrouted(&self, request: &Request) -> Response {
+        match self.fallback {
+            Some(handler) => handler(request, &Params::default()),
+            None => Response::not_found(),
+        }
     }
 }
 
@@ -151,12 +180,11 @@ pub struct Params {
 }
 
 impl Params {
-    fn capture(pattern: &[Segment], segments: &[&str]) -> Self {
-        let values = pattern
-            .iter()
-            .zip(segments)
+    fn capture(pattern: &str, path: &str) -> Self {
+        let values = segments(pattern)
+            .zip(path.split('/'))
             .filter_map(|(segment, value)| match segment {
-                Segment::Param(name) => Some((name.clone(), percent_decode(value).into_owned())),
+                Segment::Param(name) => Some((name.to_owned(), percent_decode(value).into_owned())),
                 Segment::Literal(_) => None,
             })
             .collect();
@@ -180,55 +208,48 @@ impl Params {
     }
 }
 
-fn parse_pattern(pattern: &str) -> Vec<Segment> {
-    let rest = pattern
-        .strip_prefix('/')
-        .unwrap_or_else(|| panic!("route pattern {pattern:?} must start with `/`"));
-    rest.split('/')
+/// The segments of a pattern without its leading `/`.
+fn segments(pattern: &str) -> impl Iterator<Item = Segment<'_>> {
+    pattern
+        .split('/')
         .map(|segment| match segment.strip_prefix(':') {
-            Some("") => panic!("route pattern {pattern:?} has a parameter with no name"),
-            Some(name) => Segment::Param(name.to_owned()),
-            None => Segment::Literal(segment.to_owned()),
-        })
-        .collect()
-}
-
-fn matches(pattern: &[Segment], segments: &[&str]) -> bool {
-    pattern.len() == segments.len()
-        && pattern
-            .iter()
-            .zip(segments)
-            .all(|(segment, value)| match segment {
-                Segment::Literal(literal) => literal == value,
-                Segment::Param(_) => !value.is_empty(),
-            })
-}
-
-/// Orders matching patterns: literal segments early beat parameters.
-fn specificity(pattern: &[Segment]) -> Vec<bool> {
-    pattern
-        .iter()
-        .map(|segment| matches!(segment, Segment::Literal(_)))
-        .collect()
-}
-
-fn same_shape(left: &[Segment], right: &[Segment]) -> bool {
-    left.len() == right.len()
-        && left.iter().zip(right).all(|pair| match pair {
-            (Segment::Literal(a), Segment::Literal(b)) => a == b,
-            (Segment::Param(_), Segment::Param(_)) => true,
-            _ => false,
+            Some(name) => Segment::Param(name),
+            None => Segment::Literal(segment),
         })
 }
 
-fn display_pattern(pattern: &[Segment]) -> String {
-    pattern
-        .iter()
-        .map(|segment| match segment {
-            Segment::Literal(literal) => format!("/{literal}"),
-            Segment::Param(name) => format!("/:{name}"),
-        })
-        .collect()
+/// Whether `pattern` matches `path`, both without their leading `/`.
+fn matches(pattern: &str, path: &str) -> bool {
+    let mut values = path.split('/');
+    segments(pattern).all(|segment| match (segment, values.next()) {
+        (_, None) => false,
+        (Segment::Literal(literal), Some(value)) => literal == value,
+        (Segment::Param(_), Some(value)) => !value.is_empty(),
+    }) && values.next().is_none()
+}
+
+/// Orders two patterns that match the same path: the one whose first
+/// literal segment comes earlier, where the other has a parameter, is the
+/// more specific.
+fn specificity(left: &str, right: &str) -> Ordering {
+    literals(left).cmp(literals(right))
+}
+
+/// For each segment of `pattern`, whether it is a literal.
+fn literals(pattern: &str) -> impl Iterator<Item = bool> + '_ {
+    segments(pattern).map(|segment| matches!(segment, Segment::Literal(_)))
+}
+
+fn same_shape(left: &str, right: &str) -> bool {
+    let (mut left, mut right) = (segments(left), segments(right));
+    loop {
+        match (left.next(), right.next()) {
+            (None, None) => return true,
+            (Some(Segment::Literal(a)), Some(Segment::Literal(b))) if a == b => {}
+            (Some(Segment::Param(_)), Some(Segment::Param(_))) => {}
+            _ => return false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -310,6 +331,26 @@ mod tests {
         let router = Router::new().get("/items", echo_route);
         assert_eq!(body(&router, "POST", "/nothing").0, 404);
         assert_eq!(Router::new().handle(&Request::new("GET", "/")).status, 404);
+    }
+
+    #[test]
+    fn the_fallback_answers_unrouted_paths_but_not_other_methods() {
+        let router = Router::new()
+            .get("/items/:id", echo_route)
+            .fallback(|request, params| {
+                assert_eq!(params.iter().count(), 0);
+                Response::text(200, format!("fallback {}", request.path))
+            });
+        assert_eq!(
+            body(&router, "GET", "/items/7"),
+            (200, "GET id=7".to_owned())
+        );
+        assert_eq!(
+            body(&router, "GET", "/other"),
+            (200, "fallback /other".to_owned())
+        );
+        assert_eq!(body(&router, "GET", ""), (200, "fallback ".to_owned()));
+        assert_eq!(body(&router, "POST", "/items/7").0, 405);
     }
 
     #[test]

@@ -16,15 +16,11 @@ pub struct Hello;
 impl MiniProgram for Hello {
     fn handle(request: Request) -> Response {
         info!("{} {}", request.method, request.path);
-        let response = Router::new()
+        Router::new()
             .get("/", |_, _| Response::text(200, "Hello from miniapp!"))
             .get("/hello/:name", greet)
-            .handle(&request);
-        if response.status == 404 {
-            echo(&request)
-        } else {
-            response
-        }
+            .fallback(echo)
+            .handle(&request)
     }
 }
 
@@ -36,7 +32,7 @@ fn greet(_: &Request, params: &Params) -> Response {
     Response::json_raw(200, body)
 }
 
-fn echo(request: &Request) -> Response {
+fn echo(request: &Request, _: &Params) -> Response {
     let body = json::Object::new()
         .string("greeting", "Hello, world!")
         .string("method", &request.method)
