@@ -41,12 +41,9 @@ impl CallLog {
 
     /// Appends one line written through the `log` interface.
     pub fn line(&mut self, level: &str, message: &str) {
-        let mut line = Vec::with_capacity(level.len() + message.len() + 3);
-        line.extend_from_slice(level.as_bytes());
-        line.extend_from_slice(b": ");
-        line.extend_from_slice(message.as_bytes());
-        line.push(b'\n');
-        self.append(&line);
+        for part in [level.as_bytes(), b": ", message.as_bytes(), b"\n"] {
+            self.append(part);
+        }
     }
 
     /// The log as text (invalid UTF-8 replaced), with a closing marker when
