@@ -148,17 +148,25 @@ impl Router {
                 .iter()
                 .filter(move |route| matches(&route.pattern, path))
         };
-        let best = matching()
-            .filter(|route| route.method == request.method)
-            .max_by(|left, right| specificity(&left.pattern, &right.pattern));
+        // One pass finds the best route for the method, and whether the path
+        // is routed under other methods; only a 405 looks again, for which.
+        let mut best: Option<&Route> = None;
+        let mut routed_elsewhere = false;
+        for route in matching() {
+            if route.method != request.method {
+                routed_elsewhere = true;
+            } else if best.is_none_or(|best| specificity(&route.pattern, &best.pattern).is_ge()) {
+                best = Some(route);
+            }
+        }
         if let Some(route) = best {
             let params = Params::capture(&route.pattern, path);
             return (route.handler)(request, &params);
         }
-        let mut allowed: Vec<&str> = matching().map(|route| route.method.as_ref()).collect();
-        if allowed.is_empty() {
+        if !routed_elsewhere {
             return self.unrouted(request);
         }
+        let mut allowed: Vec<&str> = matching().map(|route| route.method.as_ref()).collect();
         allowed.sort_unstable();
         allowed.dedup();
         Response::method_not_allowed(&allowed)
