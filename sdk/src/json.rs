@@ -149,7 +149,7 @@ impl fmt::Display for Number {
 /// assert_eq!(miniapp_sdk::json::quote("a\"b\n"), r#""a\"b\n""#);
 /// ```
 pub fn quote(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
+    let mut quoted = String::new();
     write_quoted(&mut quoted, text);
     quoted
 }

@@ -149,7 +149,8 @@ impl Router {
                 .filter(move |route| matches(&route.pattern, path))
         };
         // One pass finds the best route for the method, and whether the path
-        // is routed under other methods; only a 405 looks again, for which.
+        // is routed under other methods; only a 405 walks the routes again,
+        // to list those methods.
         let mut best: Option<&Route> = None;
         let mut routed_elsewhere = false;
         for route in matching() {
