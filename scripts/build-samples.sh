@@ -114,8 +114,18 @@ build_guests() {
     # Other paths the compiler may embed (panic locations, file names) are
     # remapped to fixed ones. When several prefixes match, rustc applies the
     # last, so the more specific come later.
+    #
+    # --import-memory: the module imports its memory instead of defining it,
+    # so the component defines it before the module is instantiated and
+    # lowers every import that only reads guest memory (such as `log`)
+    # straight into the module. With its own memory, such an import goes
+    # through a table of indirect calls filled in after instantiation: two
+    # more core instances (wit-component's shim and fixup) on every call.
+    # The cost: an imported memory has no copy-on-write image, so the data
+    # segments (a few KiB here) are copied in on each instantiation.
     local flags=(
         -C "linker=$GUEST_LINKER"
+        -C "link-arg=--import-memory"
         "--remap-path-prefix=$root=/miniapp"
         "--remap-path-prefix=$stable_root=/miniapp"
         "--remap-path-prefix=$cargo_home=/cargo"
