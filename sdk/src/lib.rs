@@ -77,15 +77,17 @@
 //! the component the platform accepts. See `scripts/build-samples.sh` in the
 //! repository for the exact commands.
 //!
-//! Linking with `-C link-arg=--import-memory` makes every call cheaper for
-//! most programs: the component then defines the memory before the module
-//! is instantiated, so imports that only read the program's memory (`log`)
+//! Linking with `-C link-arg=--import-memory` makes a call cheaper for a
+//! program whose imports only read its memory: the component then defines
+//! the memory before the module is instantiated, so such imports (`log`)
 //! are called directly rather than through a table of indirect calls that
 //! two extra core instances fill in on every call (`hello`: 0.925 of the
-//! time). The platform runs either kind. Imports that return strings or
-//! lists still go through that table, and an imported memory has no
-//! copy-on-write image, so a program with large data segments (hundreds of
-//! KiB) pays to copy them on every call and is better off without the flag.
+//! time). Imports that return strings or lists (storage's, for one) still
+//! go through that table, so a program that uses them gains nothing
+//! measurable (`notes`: 1.005). And an imported memory has no copy-on-write
+//! image: a program with large data segments (hundreds of KiB) pays to
+//! copy them on every call, and is better off without the flag. The
+//! platform runs either kind.
 //!
 //! Off WebAssembly (for example in unit tests), the log macros write to
 //! standard error instead of the host's log, and every other host function
