@@ -332,3 +332,195 @@ async fn guest_responses_are_checked_before_they_reach_the_user() {
     })
     .await;
 }
+
+/// Nothing of a call survives it: every call starts from the program's
+/// image, its memory and globals as the binary defines them, in whichever
+/// layout the toolchain linked (a module defining its own memory, as most
+/// do, or importing it, as the samples do), and the host lowers the request
+/// into either memory and lifts the response out of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_starts_from_the_programs_image() {
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(config(&db, dir.path())).await;
+        for (appid, layout) in [
+            ("own-memory", MemoryLayout::Defined),
+            ("imported-memory", MemoryLayout::Imported),
+        ] {
+            server.upload_ok(appid, &counting_component(layout)).await;
+            // One after another, so each call reuses the slot the last one
+            // dirtied.
+            for _ in 0..3 {
+                let response = server.get(&format!("/apps/{appid}/count/me")).await;
+                assert_eq!(response.status(), StatusCode::OK, "{appid}");
+                let record = server.call_record(appid, &response).await;
+                assert_eq!(
+                    response.text().await.unwrap(),
+                    "11 /count/me",
+                    "{appid}: the counters in memory and in a global start at 0 each call"
+                );
+                assert!(
+                    record["log"].as_str().unwrap().contains("counted a call"),
+                    "{appid}: {record}"
+                );
+            }
+        }
+        server.stop().await;
+        db
+    })
+    .await;
+}
+
+#[derive(Clone, Copy)]
+enum MemoryLayout {
+    /// The core module defines its memory: imports that read it (`log`)
+    /// are called through a table filled in after the module is
+    /// instantiated, as wit-component lays out most programs.
+    Defined,
+    /// A module of its own defines the memory and the program imports it.
+    Imported,
+}
+
+/// A program that counts its calls in a byte of memory (initialised by a
+/// data segment) and in a mutable global, logs a line, and answers both
+/// counts and its path: `11 /path` when the call starts fresh.
+fn counting_component(layout: MemoryLayout) -> Vec<u8> {
+    let memory = match layout {
+        MemoryLayout::Defined => r#"(memory (export "memory") 1)"#,
+        MemoryLayout::Imported => r#"(import "env" "memory" (memory 1))"#,
+    };
+    // Memory map: the response record at 8, the event result at 28, the
+    // log line at 48, the memory counter at 63, the body from 256, and
+    // what the host allocates (the request) from 1024.
+    let main = format!(
+        r#"(core module $Main
+            (import "log" "write" (func $write (param i32 i32 i32)))
+            {memory}
+            (global $calls (mut i32) (i32.const 0))
+            (global $next (mut i32) (i32.const 1024))
+            (data (i32.const 48) "counted a call")
+            (data (i32.const 63) "0")
+            (func (export "cabi_realloc")
+                (param i32 i32) (param $align i32) (param $size i32) (result i32)
+                (local $at i32)
+                (local.set $at (i32.and
+                    (i32.add (global.get $next) (i32.sub (local.get $align) (i32.const 1)))
+                    (i32.sub (i32.const 0) (local.get $align))))
+                (global.set $next (i32.add (local.get $at) (local.get $size)))
+                (if (i32.gt_u (global.get $next) (i32.const 65536)) (then unreachable))
+                (local.get $at))
+            (func (export "handle")
+                (param i32 i32) (param $path i32) (param $path_len i32)
+                (param i32 i32 i32 i32 i32 i32) (result i32)
+                (call $write (i32.const 2) (i32.const 48) (i32.const 14))
+                (i32.store8 (i32.const 63) (i32.add (i32.load8_u (i32.const 63)) (i32.const 1)))
+                (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+                (i32.store8 (i32.const 256) (i32.load8_u (i32.const 63)))
+                (i32.store8 (i32.const 257) (i32.add (i32.const 48) (global.get $calls)))
+                (i32.store8 (i32.const 258) (i32.const 32))
+                (if (i32.gt_u (local.get $path_len) (i32.const 700)) (then unreachable))
+                (memory.copy (i32.const 259) (local.get $path) (local.get $path_len))
+                (i32.store16 (i32.const 8) (i32.const 200))
+                (i32.store (i32.const 12) (i32.const 0))
+                (i32.store (i32.const 16) (i32.const 0))
+                (i32.store (i32.const 20) (i32.const 256))
+                (i32.store (i32.const 24) (i32.add (local.get $path_len) (i32.const 3)))
+                (i32.const 8))
+            (func (export "on-event") (param i32 i32 i32 i32 i32 i32) (result i32)
+                (i32.store8 (i32.const 28) (i32.const 0))
+                (i32.const 28)))"#
+    );
+    let instances = match layout {
+        MemoryLayout::Defined => {
+            r#"(core module $Shim
+                (type $write (func (param i32 i32 i32)))
+                (table (export "imports") 1 1 funcref)
+                (func (export "write") (type $write)
+                    (call_indirect (type $write)
+                        (local.get 0) (local.get 1) (local.get 2) (i32.const 0))))
+            (core module $Fixup
+                (import "actual" "write" (func $write (param i32 i32 i32)))
+                (import "shim" "imports" (table 1 1 funcref))
+                (elem (i32.const 0) func $write))
+            (core instance $shim (instantiate $Shim))
+            (core instance $main (instantiate $Main
+                (with "log" (instance (export "write" (func $shim "write"))))))
+            (alias core export $main "memory" (core memory $memory))
+            (core func $write (canon lower (func $log "write") (memory $memory)))
+            (core instance (instantiate $Fixup
+                (with "actual" (instance (export "write" (func $write))))
+                (with "shim" (instance $shim))))"#
+        }
+        MemoryLayout::Imported => {
+            r#"(core module $Memory (memory (export "memory") 1))
+            (core instance $memory (instantiate $Memory))
+            (alias core export $memory "memory" (core memory $memory))
+            (core func $write (canon lower (func $log "write") (memory $memory)))
+            (core instance $main (instantiate $Main
+                (with "log" (instance (export "write" (func $write))))
+                (with "env" (instance (export "memory" (memory $memory))))))"#
+        }
+    };
+    let component = format!(
+        r#"(component
+        (import "miniapp:host/log@{v}" (instance $log
+            (type (enum "trace" "debug" "info" "warn" "error"))
+            (export "level" (type (eq 0)))
+            (type (func (param "level" 1) (param "message" string)))
+            (export "write" (func (type 2)))))
+        (import "miniapp:host/types@{v}" (instance $types
+            (type (tuple string string))
+            (export "header" (type (eq 0)))
+            (type (list 1))
+            (type (list u8))
+            (type (record (field "method" string) (field "path" string) (field "query" string)
+                (field "headers" 2) (field "body" 3)))
+            (export "request" (type (eq 4)))
+            (type (record (field "status" u16) (field "headers" 2) (field "body" 3)))
+            (export "response" (type (eq 6)))))
+        {main}
+        {instances}
+        (alias export $types "header" (type $header))
+        (alias export $types "request" (type $request))
+        (alias export $types "response" (type $response))
+        (func $handle (param "request" $request) (result $response)
+            (canon lift (core func $main "handle") (memory $memory)
+                (realloc (core func $main "cabi_realloc"))))
+        (component $Handler
+            (type $h (tuple string string))
+            (import "import-type-header" (type $header (eq $h)))
+            (type $headers (list $header))
+            (type $body (list u8))
+            (type $rq (record (field "method" string) (field "path" string) (field "query" string)
+                (field "headers" $headers) (field "body" $body)))
+            (import "import-type-request" (type $request (eq $rq)))
+            (type $rs (record (field "status" u16) (field "headers" $headers) (field "body" $body)))
+            (import "import-type-response" (type $response (eq $rs)))
+            (import "import-func-handle" (func $handle (param "request" $request) (result $response)))
+            (export $request' "request" (type $request))
+            (export $response' "response" (type $response))
+            (export "handle" (func $handle) (func (param "request" $request') (result $response'))))
+        (instance $handler (instantiate $Handler
+            (with "import-func-handle" (func $handle))
+            (with "import-type-header" (type $header))
+            (with "import-type-request" (type $request))
+            (with "import-type-response" (type $response))))
+        (export "miniapp:host/handler@{v}" (instance $handler))
+        (type $event (record (field "id" string) (field "topic" string) (field "payload" string)))
+        (func $on-event (param "event" $event) (result (result (error string)))
+            (canon lift (core func $main "on-event") (memory $memory)
+                (realloc (core func $main "cabi_realloc"))))
+        (component $Events
+            (type $e (record (field "id" string) (field "topic" string) (field "payload" string)))
+            (import "import-type-event" (type $event (eq $e)))
+            (import "import-func-on-event" (func $on-event (param "event" $event) (result (result (error string)))))
+            (export $event' "event" (type $event))
+            (export "on-event" (func $on-event) (func (param "event" $event') (result (result (error string))))))
+        (instance $events (instantiate $Events
+            (with "import-func-on-event" (func $on-event))
+            (with "import-type-event" (type $event))))
+        (export "miniapp:host/events@{v}" (instance $events)))"#,
+        v = miniapp_host_api::VERSION
+    );
+    wat::parse_str(component).unwrap()
+}
