@@ -18,7 +18,9 @@
 //! server under load sees: throughput).
 //!
 //! Run: `cargo bench --bench storage`. Prints the median of 5 rounds of
-//! each, alternating, and the ratio guest / direct.
+//! each, alternating, and the ratio guest / direct. A word after `--`
+//! runs only the workloads whose name starts with it
+//! (`cargo bench --bench storage -- get`), and no references.
 
 mod support;
 
@@ -132,7 +134,7 @@ impl Bench {
     }
 }
 
-async fn run(engine: &str, url: &str) {
+async fn run(engine: &str, url: &str, only: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::connect(url).await.unwrap();
     let runtime = Runtime::new(RuntimeConfig::new(dir.path().join("artifacts"))).unwrap();
@@ -155,12 +157,16 @@ async fn run(engine: &str, url: &str) {
         .apply(&reader, &Quotas::default(), notes)
         .await
         .unwrap();
+    // The notes the single-note workloads read, written beforehand so that
+    // each workload can run alone and every `set` round overwrites.
+    for n in 0..OPS {
+        bench.direct("PUT", Some(n)).await;
+    }
     let bench = Arc::new(bench);
-    for (label, method, single) in [
-        ("set", "PUT", true),
-        ("get", "GET", true),
-        ("page (list + 10 gets)", "GET", false),
-    ] {
+    for (label, method, single) in WORKLOADS {
+        if only.is_some_and(|only| !label.starts_with(only)) {
+            continue;
+        }
         for callers in [1, CALLERS] {
             let (mut guest, mut direct) = (Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
@@ -174,6 +180,10 @@ async fn run(engine: &str, url: &str) {
                 guest / direct
             );
         }
+    }
+    if only.is_some() {
+        db.close().await;
+        return;
     }
     // Where a guest's time goes besides the database: the instance alone
     // (an id too long for a key is refused before any host call), and a
@@ -191,6 +201,14 @@ async fn run(engine: &str, url: &str) {
     );
     db.close().await;
 }
+
+/// Each workload: its name, the method of its calls, and whether a call is
+/// on one note (or a page of them).
+const WORKLOADS: [(&str, &str, bool); 3] = [
+    ("set", "PUT", true),
+    ("get", "GET", true),
+    ("page (list + 10 gets)", "GET", false),
+];
 
 #[derive(Clone, Copy)]
 enum Path {
@@ -248,9 +266,17 @@ where
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; anything else is a filter we do not take.
-    support::on_each_engine(
-        "storage",
-        |engine, url| async move { run(engine, &url).await },
-    );
+    // `cargo bench` passes `--bench`; the one other word is the filter.
+    let only = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    if let Some(only) = &only
+        && !WORKLOADS.iter().any(|(label, ..)| label.starts_with(only.as_str()))
+    {
+        let names: Vec<_> = WORKLOADS.iter().map(|(label, ..)| *label).collect();
+        eprintln!("no workload starts with {only:?}; the workloads: {names:?}");
+        std::process::exit(2);
+    }
+    support::on_each_engine("storage", |engine, url| {
+        let only = only.clone();
+        async move { run(engine, &url, only.as_deref()).await }
+    });
 }
