@@ -9,6 +9,9 @@
 #
 # Usage: scripts/load.sh [seconds per run, default 10] [connections, default 32]
 #                        [rounds, default 5]
+#
+# MINIAPP_BIN=path runs that server binary instead of building
+# target/release/miniapp: to compare two builds on one machine, alternately.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-10}"
@@ -21,15 +24,23 @@ for value in "$duration" "$connections" "$rounds"; do
     fi
 done
 
+bin="${MINIAPP_BIN:-}"
+if [[ -z $bin ]]; then
+    cargo build --release --quiet
+    bin=./target/release/miniapp
+elif ! [[ -x $bin ]]; then
+    echo "MINIAPP_BIN=$bin is not an executable file" >&2
+    exit 2
+fi
+
 if ! command -v wrk >/dev/null; then
     apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --quiet
 
 data="$(mktemp -d)"
 port=18080
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
-MINIAPP_LOG=warn ./target/release/miniapp serve --samples --native-baseline \
+MINIAPP_LOG=warn "$bin" serve --samples --native-baseline \
     --listen "127.0.0.1:$port" --data-dir "$data" >"$data/server.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do
