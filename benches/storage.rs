@@ -269,7 +269,9 @@ fn main() {
     // `cargo bench` passes `--bench`; the one other word is the filter.
     let only = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
     if let Some(only) = &only
-        && !WORKLOADS.iter().any(|(label, ..)| label.starts_with(only.as_str()))
+        && !WORKLOADS
+            .iter()
+            .any(|(label, ..)| label.starts_with(only.as_str()))
     {
         let names: Vec<_> = WORKLOADS.iter().map(|(label, ..)| *label).collect();
         eprintln!("no workload starts with {only:?}; the workloads: {names:?}");
