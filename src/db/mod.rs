@@ -238,13 +238,24 @@ impl Db {
     /// app, at most `chunk` records per statement so that no statement holds
     /// the write lock for long; returns how many went.
     ///
-    /// Each app's records are found through the primary key: an id below
-    /// the cutoff's time prefix is a call made before it.
+    /// The apps are those with records, not those registered: a call that
+    /// finished while its app was being deleted leaves a record after the
+    /// deletion removed the others, and that one goes at its time too.
+    /// They are found by skipping through the primary key, one seek per
+    /// app, and each app's records through it too: an id below the
+    /// cutoff's time prefix is a call made before it.
     pub async fn forget_calls(&self, cutoff_ms: i64, chunk: i64) -> anyhow::Result<u64> {
         let below = hex::encode(call_time_prefix(cutoff_ms));
-        let appids: Vec<String> = sqlx::query_scalar("SELECT appid FROM apps")
-            .fetch_all(&self.pool)
-            .await?;
+        let appids: Vec<String> = sqlx::query_scalar(
+            "WITH RECURSIVE owners (appid) AS ( \
+               SELECT MIN(appid) FROM calls \
+               UNION ALL \
+               SELECT (SELECT MIN(c.appid) FROM calls c WHERE c.appid > owners.appid) \
+               FROM owners WHERE owners.appid IS NOT NULL) \
+             SELECT appid FROM owners WHERE appid IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut forgotten = 0;
         for appid in appids {
             loop {

@@ -285,8 +285,9 @@ async fn sigterm_finishes_in_flight_calls_and_keeps_their_usage() {
 }
 
 /// Usage records and their logs are kept for the retention period (7 days
-/// by default), then deleted app by app, a chunk at a time; the node that
-/// delivers events sweeps them on start and once a minute.
+/// by default), then deleted app by app, a chunk at a time, records of an
+/// app deleted since included; the node that delivers events sweeps them on
+/// start and once a minute.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_records_are_forgotten_after_their_retention() {
     on_each_engine(|_, db| async move {
@@ -318,13 +319,15 @@ async fn usage_records_are_forgotten_after_their_retention() {
         };
         let mut records: Vec<_> = (1..=7).map(|ms| record("hello", cutoff - ms)).collect();
         records.push(record("hello-too", cutoff - 1));
+        // Written by a call that finished as its app was deleted.
+        records.push(record("deleted", cutoff - 1));
         let at_cutoff = record("hello", cutoff);
         records.push(at_cutoff.clone());
         store.insert_calls(&records).await.unwrap();
 
-        // Seven of one app in chunks of three, one of the other; the record
-        // made at the cutoff and the fresh one stay.
-        assert_eq!(store.forget_calls(cutoff, 3).await.unwrap(), 8);
+        // Seven of one app in chunks of three, one of each other; the
+        // record made at the cutoff and the fresh one stay.
+        assert_eq!(store.forget_calls(cutoff, 3).await.unwrap(), 9);
         assert_eq!(store.forget_calls(cutoff, 3).await.unwrap(), 0);
         let ids = |listing: Value| -> Vec<String> {
             listing["calls"]
