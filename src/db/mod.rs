@@ -185,9 +185,13 @@ impl Db {
     /// every statement is a round trip to its worker thread, so batching is
     /// what keeps metering cheap. Statements insert a power-of-two number of
     /// rows (37 records: 32 + 4 + 1), so a handful of statement shapes serve
-    /// every batch size and stay in the prepared-statement cache.
+    /// every batch size and stay in the prepared-statement cache. The batch
+    /// is one transaction: all of it is written or none, so a retry of a
+    /// failed batch never finds half of it already there, and the batch
+    /// costs one commit, not one per statement.
     pub async fn insert_calls(&self, mut calls: &[CallRecord]) -> anyhow::Result<()> {
         const COLUMNS: usize = 12;
+        let mut tx = self.pool.begin().await?;
         while !calls.is_empty() {
             let rows = 1usize << calls.len().min(CALLS_PER_INSERT).ilog2();
             let (chunk, rest) = calls.split_at(rows);
@@ -229,8 +233,9 @@ impl Db {
                     .bind(call.detail.as_deref())
                     .bind(&call.log);
             }
-            query.execute(&self.pool).await?;
+            query.execute(&mut *tx).await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 

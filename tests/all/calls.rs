@@ -369,3 +369,50 @@ async fn usage_records_are_forgotten_after_their_retention() {
     })
     .await;
 }
+
+/// The usage recorder writes a batch in several statements (at most 256
+/// records each) and retries a failed batch whole: so a batch is written in
+/// one transaction, all or nothing, and a retry never meets half of itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_usage_records_is_written_whole_or_not_at_all() {
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(config(&db, dir.path())).await;
+        let store = server.platform.db().clone();
+        let appid = "batched".parse().unwrap();
+        let start = now_ms();
+        let record = |n: i64| CallRecord {
+            id: call_id(start + n),
+            appid: "batched".parse().unwrap(),
+            version: 1,
+            entry: "request",
+            started_at: start + n,
+            fuel_consumed: 1,
+            wall_time_us: 1,
+            peak_memory_bytes: 0,
+            host_calls: 0,
+            outcome: "ok",
+            detail: None,
+            log: String::new(),
+        };
+        let earlier = record(0);
+        store.insert_calls(&[earlier.clone()]).await.unwrap();
+
+        // 300 records: statements of 256, 32, 8 and 4; the last one repeats
+        // the id of the record already stored, so the last statement fails.
+        let mut batch: Vec<_> = (1..300).map(record).collect();
+        batch.push(earlier.clone());
+        assert!(store.insert_calls(&batch).await.is_err());
+        let stored = store.recent_calls(&appid, 1000).await.unwrap();
+        assert_eq!(stored.len(), 1, "a failed batch left records behind");
+        assert_eq!(stored[0].id, earlier.id);
+
+        // Without the duplicate the same records go in, every one of them.
+        batch.pop();
+        store.insert_calls(&batch).await.unwrap();
+        assert_eq!(store.recent_calls(&appid, 1000).await.unwrap().len(), 300);
+        server.stop().await;
+        db
+    })
+    .await;
+}
