@@ -303,20 +303,7 @@ async fn usage_records_are_forgotten_after_their_retention() {
 
         let store = first.platform.db().clone();
         let cutoff = now_ms() - DEFAULT_CALL_RETENTION.as_millis() as i64;
-        let record = |appid: &str, at: i64| CallRecord {
-            id: call_id(at),
-            appid: appid.parse().unwrap(),
-            version,
-            entry: "request",
-            started_at: at,
-            fuel_consumed: 1,
-            wall_time_us: 1,
-            peak_memory_bytes: 0,
-            host_calls: 0,
-            outcome: "ok",
-            detail: None,
-            log: "info: old".into(),
-        };
+        let record = |appid: &str, at: i64| usage_record(appid, version, at);
         let mut records: Vec<_> = (1..=7).map(|ms| record("hello", cutoff - ms)).collect();
         records.push(record("hello-too", cutoff - 1));
         // Written by a call that finished as its app was deleted.
@@ -381,20 +368,7 @@ async fn a_batch_of_usage_records_is_written_whole_or_not_at_all() {
         let store = server.platform.db().clone();
         let appid = "batched".parse().unwrap();
         let start = now_ms();
-        let record = |n: i64| CallRecord {
-            id: call_id(start + n),
-            appid: "batched".parse().unwrap(),
-            version: 1,
-            entry: "request",
-            started_at: start + n,
-            fuel_consumed: 1,
-            wall_time_us: 1,
-            peak_memory_bytes: 0,
-            host_calls: 0,
-            outcome: "ok",
-            detail: None,
-            log: String::new(),
-        };
+        let record = |n: i64| usage_record("batched", 1, start + n);
         let earlier = record(0);
         store.insert_calls(&[earlier.clone()]).await.unwrap();
 
@@ -415,4 +389,22 @@ async fn a_batch_of_usage_records_is_written_whole_or_not_at_all() {
         db
     })
     .await;
+}
+
+/// A successful call's usage record, made at `at_ms`, as the recorder writes it.
+fn usage_record(appid: &str, version: i64, at_ms: i64) -> CallRecord {
+    CallRecord {
+        id: call_id(at_ms),
+        appid: appid.parse().unwrap(),
+        version,
+        entry: "request",
+        started_at: at_ms,
+        fuel_consumed: 1,
+        wall_time_us: 1,
+        peak_memory_bytes: 0,
+        host_calls: 0,
+        outcome: "ok",
+        detail: None,
+        log: "info: a call".into(),
+    }
 }
