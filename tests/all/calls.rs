@@ -370,7 +370,10 @@ async fn a_batch_of_usage_records_is_written_whole_or_not_at_all() {
         let start = now_ms();
         let record = |n: i64| usage_record("batched", 1, start + n);
         let earlier = record(0);
-        store.insert_calls(&[earlier.clone()]).await.unwrap();
+        store
+            .insert_calls(std::slice::from_ref(&earlier))
+            .await
+            .unwrap();
 
         // 300 records: statements of 256, 32, 8 and 4; the last one repeats
         // the id of the record already stored, so the last statement fails.
