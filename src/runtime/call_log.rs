@@ -46,10 +46,15 @@ impl CallLog {
         }
     }
 
-    /// The log as text (invalid UTF-8 replaced), with a closing marker when
-    /// anything was dropped.
+    /// The log as text, with a closing marker when anything was dropped.
+    /// Invalid UTF-8 and NUL characters are replaced with U+FFFD: PostgreSQL
+    /// text cannot hold NUL, and one record it refuses would fail the whole
+    /// batch of usage records written with it, every app's.
     pub fn render(&self) -> String {
         let mut text = String::from_utf8_lossy(&self.text).into_owned();
+        if text.contains('\0') {
+            text = text.replace('\0', "\u{FFFD}");
+        }
         if self.dropped > 0 {
             if !text.ends_with('\n') && !text.is_empty() {
                 text.push('\n');
@@ -160,6 +165,14 @@ mod tests {
             text.ends_with("[log truncated: 10 more bytes dropped]\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn nul_characters_are_replaced_so_every_engine_stores_the_log() {
+        let mut log = CallLog::new(64);
+        log.line("info", "a\0b");
+        log.append(b"\0");
+        assert_eq!(log.render(), "info: a\u{FFFD}b\n\u{FFFD}");
     }
 
     #[test]
