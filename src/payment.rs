@@ -23,11 +23,12 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use crate::accounts::AccountId;
-use crate::db::{Db, now_ms};
+use crate::db::{Attempt, Db, now_ms};
 use crate::domain::AppId;
+use crate::hashing::Hashing;
 
 /// The most one order, refund, payout or top-up may move: 10 million yuan.
 pub const MAX_AMOUNT: u64 = 1_000_000_000;
@@ -404,19 +405,16 @@ pub struct Payments {
     events_queued: Arc<Notify>,
     /// PINs this node verified lately: account → (digest, when).
     verified: Mutex<HashMap<AccountId, ([u8; 32], Instant)>>,
-    /// Argon2 runs at once: one per core. More would only queue on the
-    /// cores, each holding its 19 MiB.
-    hashing: Semaphore,
+    hashing: Arc<Hashing>,
 }
 
 impl Payments {
-    pub fn new(db: Db, events_queued: Arc<Notify>) -> Payments {
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    pub fn new(db: Db, events_queued: Arc<Notify>, hashing: Arc<Hashing>) -> Payments {
         Payments {
             db,
             events_queued,
             verified: Mutex::new(HashMap::new()),
-            hashing: Semaphore::new(cores),
+            hashing,
         }
     }
 
@@ -492,9 +490,7 @@ impl Payments {
 
     /// Sets a user's payment PIN and clears any lockout.
     pub async fn set_pin(&self, account: AccountId, pin: Pin) -> Result<(), PaymentError> {
-        let hash = tokio::task::spawn_blocking(move || pin.hash())
-            .await
-            .map_err(anyhow::Error::from)??;
+        let hash = self.hashing.run(move || pin.hash()).await??;
         self.db.set_pin(account, &hash).await?;
         self.forget_pin(account);
         Ok(())
@@ -530,36 +526,54 @@ impl Payments {
         Ok(paid)
     }
 
-    /// Checks a PIN against the user's, counting wrong ones towards the
-    /// lockout. A PIN this node verified lately is checked by its digest.
+    /// Checks a PIN against the user's. A PIN this node verified lately is
+    /// checked by its digest; any other attempt counts towards the lockout
+    /// before its hash is checked, so a burst of guesses gets no more
+    /// checked than [`MAX_WRONG_PINS`]. A user's checks take turns, so a
+    /// burst of the right PIN is verified once.
     async fn check_pin(&self, account: AccountId, pin: &str) -> Result<(), PaymentError> {
         let Some((stored, locked_until)) = self.db.pin(account).await? else {
             return Err(PaymentError::NoPin);
         };
         let now = now_ms();
-        if locked_until > now {
-            return Err(PaymentError::Locked {
-                retry_after_secs: (locked_until - now + 999) / 1000,
-            });
-        }
-        let Ok(pin) = Pin::parse(pin) else {
-            return self.wrong_pin(account, now).await;
+        let locked = |until: i64| PaymentError::Locked {
+            retry_after_secs: (until - now + 999) / 1000,
         };
-        let digest = pin.remembered(&stored);
-        if self.remembers(account, &digest) {
+        if locked_until > now {
+            return Err(locked(locked_until));
+        }
+        let pin = Pin::parse(pin).ok();
+        let digest = pin.as_ref().map(|pin| pin.remembered(&stored));
+        if digest.is_some_and(|digest| self.remembers(account, &digest)) {
             return Ok(());
         }
-        let _permit = self.hashing.acquire().await.map_err(anyhow::Error::from)?;
-        // Verified by another confirmation while this one queued.
-        if self.remembers(account, &digest) {
+        let _turn = self.hashing.turn(("pin", account)).await;
+        // Verified by the confirmation ahead of this one.
+        if digest.is_some_and(|digest| self.remembers(account, &digest)) {
             return Ok(());
         }
-        let verified = tokio::task::spawn_blocking(move || pin.verify(&stored))
-            .await
-            .map_err(anyhow::Error::from)?;
-        if !verified {
-            return self.wrong_pin(account, now).await;
-        }
+        let lock_until = now + PIN_LOCKOUT.as_millis() as i64;
+        let left = match self
+            .db
+            .take_pin_attempt(account, MAX_WRONG_PINS, now, lock_until)
+            .await?
+        {
+            Attempt::Counted { left } => left,
+            Attempt::Locked { until } => return Err(locked(until)),
+        };
+        let verified = self
+            .hashing
+            .run(move || pin.is_some_and(|pin| pin.verify(&stored)))
+            .await?;
+        let Some(digest) = digest.filter(|_| verified) else {
+            self.forget_pin(account);
+            return Err(match left {
+                0 => locked(lock_until),
+                left => PaymentError::WrongPin {
+                    attempts_left: left,
+                },
+            });
+        };
         self.db.clear_wrong_pins(account).await?;
         let mut remembered = lock(&self.verified);
         if remembered.len() >= MAX_VERIFIED_PINS {
@@ -567,23 +581,6 @@ impl Payments {
         }
         remembered.insert(account, (digest, Instant::now()));
         Ok(())
-    }
-
-    async fn wrong_pin(&self, account: AccountId, now: i64) -> Result<(), PaymentError> {
-        self.forget_pin(account);
-        let lock_until = now + PIN_LOCKOUT.as_millis() as i64;
-        let failed = self
-            .db
-            .record_wrong_pin(account, MAX_WRONG_PINS, lock_until)
-            .await?;
-        if failed == 0 {
-            return Err(PaymentError::Locked {
-                retry_after_secs: PIN_LOCKOUT.as_secs() as i64,
-            });
-        }
-        Err(PaymentError::WrongPin {
-            attempts_left: MAX_WRONG_PINS - failed,
-        })
     }
 
     fn remembers(&self, account: AccountId, digest: &[u8; 32]) -> bool {

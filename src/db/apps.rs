@@ -8,6 +8,7 @@ use super::{Db, now_ms};
 use crate::accounts::{AccountId, Username};
 use crate::domain::{AppId, Sha256Digest};
 use crate::lifecycle::{Action, InvalidTransition, KEPT_VERSIONS, Manifest, Scene, VersionState};
+use crate::payment::MoneyAccount;
 use crate::runtime::ComponentInfo;
 
 /// An app as stored.
@@ -91,6 +92,16 @@ pub enum Change<'a> {
     Submit { notes: &'a str },
     Withdraw,
     Review { reason: Option<&'a str> },
+}
+
+/// What registering an appid came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    Created,
+    /// A live app has the appid.
+    Taken,
+    /// A deleted app had it; appids are never reused.
+    Retired,
 }
 
 /// Why a lifecycle write was refused.
@@ -248,7 +259,7 @@ async fn state_in_tx(
 }
 
 impl Db {
-    /// Registers an app; `false` if the appid is taken.
+    /// Registers an app under an appid never registered before.
     pub async fn create_app(
         &self,
         appid: &AppId,
@@ -256,34 +267,53 @@ impl Db {
         name: &str,
         description: &str,
         secret_sha256: &str,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Registration> {
+        let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "INSERT INTO apps (appid, created_at, owner_id, name, description, secret_sha256) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (appid) DO NOTHING",
+        // The claim is one statement on the appids key, so of two concurrent
+        // registrations one waits and then finds the appid taken.
+        let claimed = sqlx::query(
+            "INSERT INTO appids (appid, created_at) VALUES ($1, $2) ON CONFLICT (appid) DO NOTHING",
         )
         .bind(appid.as_str())
-        .bind(now_ms())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            let live = sqlx::query("SELECT 1 FROM apps WHERE appid = $1")
+                .bind(appid.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Ok(if live.is_some() {
+                Registration::Taken
+            } else {
+                Registration::Retired
+            });
+        }
+        sqlx::query(
+            "INSERT INTO apps (appid, created_at, owner_id, name, description, secret_sha256) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(appid.as_str())
+        .bind(now)
         .bind(owner)
         .bind(name)
         .bind(description)
         .bind(secret_sha256)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 1 {
-            audit(
-                &mut tx,
-                appid,
-                None,
-                Some(owner),
-                "create",
-                (None, None),
-                None,
-            )
-            .await?;
-        }
+        audit(
+            &mut tx,
+            appid,
+            None,
+            Some(owner),
+            "create",
+            (None, None),
+            None,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(Registration::Created)
     }
 
     pub async fn app(&self, appid: &AppId) -> anyhow::Result<Option<AppRecord>> {
@@ -734,10 +764,36 @@ impl Db {
 
     /// Removes an app and everything kept for it: versions, stored data of
     /// the app and of its users, grants, testers, codes, launches, usage
-    /// records, its audit log; then components no version uses any more.
-    pub async fn delete_app(&self, appid: &AppId) -> anyhow::Result<()> {
+    /// records, its audit log, its subscriptions, conversations and queued
+    /// events; then components no version uses any more. Its unpaid orders
+    /// are closed. Kept: what records a payment (orders, refunds, payouts,
+    /// ledger entries) and the messages in users' inboxes, which belong to
+    /// the users; the appid stays registered, so no later app inherits them.
+    /// Refused while the app's merchant account holds money.
+    pub async fn delete_app(&self, appid: &AppId) -> Result<(), LifecycleError> {
         let mut tx = self.pool.begin().await?;
         lock_app(&mut tx, appid).await?;
+        // Closed before the balance is read: a confirmation racing this
+        // either commits first, and its money is in the balance, or finds
+        // its order closed.
+        sqlx::query("UPDATE pay_orders SET state = 'CLOSED' WHERE appid = $1 AND state = 'NOTPAY'")
+            .bind(appid.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let merchant = MoneyAccount::Merchant(appid.clone()).id();
+        let balance: i64 = sqlx::query("SELECT balance FROM pay_accounts WHERE id = $1")
+            .bind(&merchant)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?
+            .unwrap_or(0);
+        if balance > 0 {
+            return Err(LifecycleError::Conflict(format!(
+                "the app's merchant account holds {balance} fen: pay it out or refund it before \
+                 deleting the app"
+            )));
+        }
         for table in [
             "kv",
             "kv_usage",
@@ -747,6 +803,11 @@ impl Db {
             "launches",
             "calls",
             "audit_log",
+            "outbox",
+            "msg_subscriptions",
+            "msg_daily",
+            "msg_conversations",
+            "msg_received",
             "versions",
             "apps",
         ] {

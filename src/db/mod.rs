@@ -22,7 +22,8 @@ mod storage;
 
 pub use accounts::Grant;
 pub use apps::{
-    AppRecord, AuditEntry, Change, DirectoryEntry, LifecycleError, QueueEntry, Route, VersionRecord,
+    AppRecord, AuditEntry, Change, DirectoryEntry, LifecycleError, QueueEntry, Registration, Route,
+    VersionRecord,
 };
 pub use messaging::INBOX_CHANNEL;
 pub use outbox::{EVENTS_CHANNEL, EventRecord, PendingEvent, event_id};
@@ -101,6 +102,27 @@ pub fn call_id(at_ms: i64) -> String {
 fn call_time_prefix(at_ms: i64) -> [u8; 6] {
     let bytes = (at_ms.max(0) as u64).to_be_bytes();
     [bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]]
+}
+
+/// A guess at a secret (a password, a PIN), counted before it is checked:
+/// guesses sent at once are refused past the limit instead of queueing to
+/// be checked after the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Counted; `left` more wrong guesses lock, 0 when this one locked.
+    Counted { left: i64 },
+    /// Guessing is locked until `until` (unix ms).
+    Locked { until: i64 },
+}
+
+impl Attempt {
+    /// From the count of wrong guesses in a row after this one (0 when
+    /// this one locked) and the limit.
+    fn counted(failed: i64, max: i64) -> Attempt {
+        Attempt::Counted {
+            left: if failed == 0 { 0 } else { max - failed },
+        }
+    }
 }
 
 pub fn now_ms() -> i64 {

@@ -12,7 +12,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::Db;
+use super::{Attempt, Db};
 use crate::accounts::AccountId;
 use crate::domain::{AppId, DAY_MS, day_name};
 use crate::payment::{
@@ -563,33 +563,44 @@ impl Db {
             .transpose()
     }
 
-    /// Counts a wrong PIN; the `max`th in a row locks payments until
-    /// `lock_until`. Returns the wrong PINs in a row now, 0 when this one locked.
-    pub async fn record_wrong_pin(
+    /// Counts a PIN attempt unless payments are locked at `now`; the
+    /// `max`th in a row locks them until `lock_until`. A right PIN then
+    /// clears the count with [`Db::clear_wrong_pins`].
+    pub async fn take_pin_attempt(
         &self,
         account: AccountId,
         max: i64,
+        now: i64,
         lock_until: i64,
-    ) -> anyhow::Result<i64> {
+    ) -> anyhow::Result<Attempt> {
         let row = sqlx::query(
             "UPDATE pay_pins SET \
              locked_until = CASE WHEN failed + 1 >= $1 THEN $2 ELSE locked_until END, \
              failed = CASE WHEN failed + 1 >= $1 THEN 0 ELSE failed + 1 END \
-             WHERE account_id = $3 RETURNING failed",
+             WHERE account_id = $3 AND locked_until <= $4 RETURNING failed",
         )
         .bind(max)
         .bind(lock_until)
         .bind(account)
-        .fetch_one(&self.pool)
+        .bind(now)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(row.try_get(0)?)
+        if let Some(row) = row {
+            return Ok(Attempt::counted(row.try_get(0)?, max));
+        }
+        let until = self.pin(account).await?.map_or(0, |(_, until)| until);
+        Ok(Attempt::Locked { until })
     }
 
+    /// Forgets wrong PINs, and the lock they set, after a right one.
     pub async fn clear_wrong_pins(&self, account: AccountId) -> anyhow::Result<()> {
-        sqlx::query("UPDATE pay_pins SET failed = 0 WHERE account_id = $1 AND failed <> 0")
-            .bind(account)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE pay_pins SET failed = 0, locked_until = 0 \
+             WHERE account_id = $1 AND (failed <> 0 OR locked_until <> 0)",
+        )
+        .bind(account)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

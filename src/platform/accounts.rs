@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Cached, MAX_CACHED_SESSIONS, Platform, PlatformError, lock};
 use crate::accounts::{self, Account, Password, Role, Roles, Username};
-use crate::db::{Grant, now_ms};
+use crate::db::{Attempt, Grant, now_ms};
 use crate::domain::AppId;
 use crate::lifecycle::Scope;
 
@@ -50,14 +50,6 @@ fn decoy_hash() -> &'static str {
     })
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, PlatformError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|err| PlatformError::Internal(err.into()))
-}
-
 impl Platform {
     /// Creates an account. Anyone may sign up as a user or a developer;
     /// only an admin may create reviewers and admins.
@@ -90,7 +82,7 @@ impl Platform {
                 "avatar_url must have at most 512 characters".into(),
             ));
         }
-        let hash = blocking(move || password.hash()).await??;
+        let hash = self.hashing.run(move || password.hash()).await??;
         self.db
             .create_account(&new.username, &hash, &nickname, &avatar_url, &new.roles)
             .await?
@@ -122,42 +114,51 @@ impl Platform {
     }
 
     /// Checks a password against the account found (against a decoy hash
-    /// when none was, so both take as long), counting wrong ones.
+    /// when none was, so both take as long). The attempt counts towards the
+    /// lockout before the hash is checked, so a burst of guesses gets no
+    /// more checked than [`MAX_FAILED_LOGINS`]; an account's checks take
+    /// turns, so a burst of right ones does not lock it.
     async fn check_password(
         &self,
         found: Option<(Account, String, i64)>,
         password: String,
     ) -> Result<Account, PlatformError> {
         let wrong = || PlatformError::Unauthenticated("wrong username or password".into());
-        let now = now_ms();
-        if let Some((_, _, locked_until)) = &found
-            && *locked_until > now
-        {
-            return Err(PlatformError::Throttled(format!(
+        let locked = |until: i64, now: i64| {
+            PlatformError::Throttled(format!(
                 "too many failed sign-ins: try again in {} seconds",
-                (locked_until - now + 999) / 1000
-            )));
-        }
-        let password = Password::parse(password).ok();
-        let (account, hash) = match found {
-            Some((account, hash, _)) => (Some(account), hash),
-            None => (None, decoy_hash().to_string()),
+                (until - now + 999) / 1000
+            ))
         };
-        let verified = blocking(move || password.is_some_and(|p| p.verify(&hash))).await?;
-        match account {
-            Some(account) if verified => {
-                self.db.clear_failed_logins(account.id).await?;
-                Ok(account)
-            }
-            Some(account) => {
-                let lock_until = now + LOGIN_LOCKOUT.as_millis() as i64;
-                self.db
-                    .record_failed_login(account.id, MAX_FAILED_LOGINS, lock_until)
-                    .await?;
-                Err(wrong())
-            }
-            None => Err(wrong()),
+        let now = now_ms();
+        let password = Password::parse(password).ok();
+        let Some((account, hash, locked_until)) = found else {
+            self.hashing
+                .run(move || password.is_some_and(|p| p.verify(decoy_hash())))
+                .await?;
+            return Err(wrong());
+        };
+        if locked_until > now {
+            return Err(locked(locked_until, now));
         }
+        let _turn = self.hashing.turn(("password", account.id)).await;
+        let lock_until = now + LOGIN_LOCKOUT.as_millis() as i64;
+        let attempt = self
+            .db
+            .take_login_attempt(account.id, MAX_FAILED_LOGINS, now, lock_until)
+            .await?;
+        if let Attempt::Locked { until } = attempt {
+            return Err(locked(until, now));
+        }
+        let verified = self
+            .hashing
+            .run(move || password.is_some_and(|p| p.verify(&hash)))
+            .await?;
+        if !verified {
+            return Err(wrong());
+        }
+        self.db.clear_failed_logins(account.id).await?;
+        Ok(account)
     }
 
     /// A fresh session for an account whose credentials were checked.

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Channel, Platform, PlatformError};
 use crate::accounts::{self, Account, AccountId, Role, Roles, Username};
-use crate::db::{AppRecord, AuditEntry, Change, DirectoryEntry, QueueEntry, VersionRecord};
+use crate::db::{
+    AppRecord, AuditEntry, Change, DirectoryEntry, QueueEntry, Registration, VersionRecord,
+};
 use crate::domain::{AppId, Sha256Digest};
 use crate::lifecycle::{self, Action, CapabilityDiff, Manifest, Scene, VersionState};
 
@@ -212,7 +214,7 @@ impl Platform {
                 .map_err(anyhow::Error::msg)?,
         };
         let secret = accounts::new_secret();
-        let created = self
+        let registration = self
             .db
             .create_app(
                 &appid,
@@ -222,8 +224,16 @@ impl Platform {
                 &accounts::secret_digest(&secret),
             )
             .await?;
-        if !created {
-            return Err(PlatformError::Conflict(format!("appid {appid} is taken")));
+        match registration {
+            Registration::Created => {}
+            Registration::Taken => {
+                return Err(PlatformError::Conflict(format!("appid {appid} is taken")));
+            }
+            Registration::Retired => {
+                return Err(PlatformError::Conflict(format!(
+                    "appid {appid} belonged to a deleted app, and appids are never reused: choose another"
+                )));
+            }
         }
         Ok((self.app_status(developer, &appid).await?, secret))
     }
@@ -637,9 +647,14 @@ impl Platform {
             None => {
                 let parsed = Manifest::parse(manifest, &self.runtime.config().max_limits)?;
                 let secret = accounts::secret_digest(&accounts::new_secret());
-                self.db
+                let registration = self
+                    .db
                     .create_app(appid, owner.id, &parsed.name, &parsed.description, &secret)
                     .await?;
+                if registration == Registration::Retired {
+                    tracing::warn!(%appid, "not installing a sample whose app was deleted");
+                    return Ok(());
+                }
                 self.db
                     .app(appid)
                     .await?

@@ -25,6 +25,7 @@ pub use payment::{MerchantStatement, WalletStatement};
 use crate::accounts::{Account, AccountId, Role};
 use crate::db::{CallRecord, Db, LifecycleError, Route, StoredCall, call_id, now_ms};
 use crate::domain::AppId;
+use crate::hashing::Hashing;
 use crate::identity::Identity;
 use crate::lifecycle::{Capability, InvalidManifest, InvalidTransition, Manifest};
 use crate::messaging::{Clock, Messaging};
@@ -185,6 +186,8 @@ pub struct Platform {
     storage: Arc<Storage>,
     payments: Arc<Payments>,
     messaging: Arc<Messaging>,
+    /// Every argon2 hash of this node passes it: passwords and PINs.
+    hashing: Arc<Hashing>,
     /// On PostgreSQL: carries other nodes' signals (inbox news, queued
     /// events) to this node's streams and dispatcher.
     signals: Mutex<Option<JoinHandle<()>>>,
@@ -211,9 +214,15 @@ impl Platform {
         let identity = Arc::new(Identity::load(db.clone()).await?);
         let usage = UsageRecorder::start(db.clone());
         let events_queued = Arc::new(Notify::new());
+        let hashing = Arc::new(Hashing::default());
         let platform = Arc::new(Platform {
             storage: Arc::new(Storage::new(db.clone())),
-            payments: Arc::new(Payments::new(db.clone(), events_queued.clone())),
+            payments: Arc::new(Payments::new(
+                db.clone(),
+                events_queued.clone(),
+                hashing.clone(),
+            )),
+            hashing,
             messaging: Arc::new(Messaging::new(
                 db.clone(),
                 Clock::system(),

@@ -319,9 +319,33 @@ async fn sessions_expire_on_logout_and_on_revocation() {
             .execute(&pool)
             .await
             .unwrap();
-        pool.close().await;
         let (status, _) = attempt(password.clone()).await;
         assert_eq!(status, StatusCode::CREATED);
+
+        // Guesses sent at once: each counts before its hash is checked, so
+        // five are checked and the rest are refused, however many queue.
+        let burst = (0..20).map(|n| attempt(format!("guess number {n}")));
+        let statuses: Vec<StatusCode> = futures_util::future::join_all(burst)
+            .await
+            .into_iter()
+            .map(|(status, _)| status)
+            .collect();
+        let count = |wanted: StatusCode| statuses.iter().filter(|s| **s == wanted).count();
+        assert_eq!(
+            (
+                count(StatusCode::UNAUTHORIZED),
+                count(StatusCode::TOO_MANY_REQUESTS)
+            ),
+            (5, 15),
+            "{statuses:?}"
+        );
+        let (status, _) = attempt(password.clone()).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        sqlx::query("UPDATE accounts SET locked_until = 0 WHERE username = 'sessions'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
         server.stop().await;
         db
     })

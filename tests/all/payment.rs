@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use miniapp::db::Db;
 use miniapp::domain::AppId;
+use miniapp::hashing::Hashing;
 use miniapp::payment::{
     MoneyAccount, NewOrder, OrderState, PaymentError, Payments, PayoutRequest, Pin, RefundRequest,
 };
@@ -54,7 +55,11 @@ async fn payments(url: &str) -> (Db, Arc<Payments>) {
     let db = Db::connect(url).await.unwrap();
     (
         db.clone(),
-        Arc::new(Payments::new(db, Arc::new(Notify::new()))),
+        Arc::new(Payments::new(
+            db,
+            Arc::new(Notify::new()),
+            Arc::new(Hashing::default()),
+        )),
     )
 }
 
@@ -151,6 +156,38 @@ async fn orders_confirmations_and_pins() {
             OrderState::NotPay
         );
         // Setting the PIN again (over HTTP, that needs the password) lifts the lock.
+        payments
+            .set_pin(alice, Pin::parse(PIN).unwrap())
+            .await
+            .unwrap();
+
+        // Guesses sent at once: each counts before its hash is checked, so
+        // only five are checked, and the fifth locks, however many queue.
+        let guesses = (0..40).map(|n| {
+            let payments = payments.clone();
+            let prepay = prepay.clone();
+            tokio::spawn(async move {
+                payments
+                    .confirm(alice, &prepay, &format!("{:06}", 314_159 + n))
+                    .await
+            })
+        });
+        let mut left = Vec::new();
+        let mut locked = 0;
+        for result in join_all(guesses).await {
+            match result.unwrap() {
+                Err(PaymentError::WrongPin { attempts_left }) => left.push(attempts_left),
+                Err(PaymentError::Locked { .. }) => locked += 1,
+                other => panic!("expected a wrong PIN or the lock, got {other:?}"),
+            }
+        }
+        left.sort_unstable();
+        assert_eq!(left, [1, 2, 3, 4], "four wrong PINs, then the lock");
+        assert_eq!(locked, 36);
+        assert!(matches!(
+            payments.confirm(alice, &prepay, PIN).await,
+            Err(PaymentError::Locked { .. })
+        ));
         payments
             .set_pin(alice, Pin::parse(PIN).unwrap())
             .await
@@ -1118,6 +1155,144 @@ async fn a_red_envelope_survives_a_grab_storm() {
         assert_eq!(paid_out, AMOUNT);
         let (_, statement) = server.dev_get("/v1/apps/red-envelope/statement").await;
         assert_eq!(statement["balance"], 0, "{statement}");
+        assert_balanced(server.platform.db()).await;
+        server.stop().await;
+        test_db
+    })
+    .await;
+}
+
+/// Deleting an app is refused while its merchant account holds money; once
+/// it is empty the app goes with its subscriptions and queued events, its
+/// unpaid orders are closed, its users keep their payment records, and its
+/// appid is never registered again, so nobody inherits what names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_app_leaves_no_money_and_no_appid_behind() {
+    on_each_engine(|_, test_db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(config(&test_db, dir.path())).await;
+        server.deploy("shop", SHOP, sample_manifest("shop")).await;
+        let alice = payer(&server, "alice", 10_000).await;
+        let buy = || async {
+            let (status, created) = server
+                .post_as(
+                    &alice,
+                    "/apps/shop/orders",
+                    json!({"product": "tea", "quantity": 1}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{created}");
+            (
+                created["out_trade_no"].as_str().unwrap().to_string(),
+                created["prepay_id"].as_str().unwrap().to_string(),
+            )
+        };
+        let (paid_no, paid) = buy().await;
+        let (_, unpaid) = buy().await;
+        let (status, body) = server
+            .post_as(
+                &alice,
+                &format!("/v1/pay/orders/{paid}/confirm"),
+                json!({"pin": PIN}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = server
+            .send(
+                Method::PUT,
+                "/v1/me/subscriptions/shop/order_shipped",
+                Some(&alice),
+                Some(json!({"kind": "one-time"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        // 1200 fen in the merchant account: refused, and nothing changed.
+        let dev = server.developer().await;
+        let (status, body) = server
+            .send(Method::DELETE, "/v1/apps/shop", Some(&dev), None)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("holds 1200 fen"), "{message}");
+        let (status, shown) = server
+            .get_as(&alice, &format!("/v1/pay/orders/{unpaid}"))
+            .await;
+        assert_eq!(
+            (status, shown["state"].as_str()),
+            (StatusCode::OK, Some("NOTPAY"))
+        );
+        assert_eq!(
+            server.get("/apps/shop/products").await.status(),
+            StatusCode::OK
+        );
+
+        // Refunded, the account is empty and the app can go.
+        eventually("the shop to learn of the payment", || async {
+            let (_, order) = server
+                .get_as(&alice, &format!("/apps/shop/orders/{paid_no}"))
+                .await;
+            (order["status"] == "paid").then_some(())
+        })
+        .await;
+        let (status, refund) = server
+            .post_as(
+                &alice,
+                &format!("/apps/shop/orders/{paid_no}/refund"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{refund}");
+        let (status, body) = server
+            .send(Method::DELETE, "/v1/apps/shop", Some(&dev), None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        let (status, body) = server
+            .post_as(
+                &alice,
+                &format!("/v1/pay/orders/{unpaid}/confirm"),
+                json!({"pin": PIN}),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "an unpaid order is closed: {body}"
+        );
+        let (_, subscriptions) = server.get_as(&alice, "/v1/me/subscriptions").await;
+        assert_eq!(subscriptions["subscriptions"], json!([]));
+        let pool = sqlx::AnyPool::connect(&test_db.url).await.unwrap();
+        for table in ["outbox", "msg_subscriptions", "kv"] {
+            let left: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM {table} WHERE appid = 'shop'"
+            ))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert_eq!(left, 0, "{table} rows of the deleted app");
+        }
+        pool.close().await;
+        // Alice's statement keeps her payment and its refund.
+        let (_, wallet) = server.get_as(&alice, "/v1/me/wallet").await;
+        assert_eq!(wallet["balance"], 10_000);
+        let kinds: Vec<&str> = wallet["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["refund", "payment", "topup"]);
+
+        // Nobody registers the appid again, not even its developer.
+        let other = server.account("newcomer", &["developer"]).await;
+        for token in [&other, &dev] {
+            let (status, body) = server
+                .post_as(token, "/v1/apps", json!({"appid": "shop", "name": "Shop"}))
+                .await;
+            assert_eq!(status, StatusCode::CONFLICT, "{body}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("deleted app"), "{message}");
+        }
         assert_balanced(server.platform.db()).await;
         server.stop().await;
         test_db

@@ -1,6 +1,6 @@
 //! Uploads: what is accepted, and bad input refused with a clear error and nothing stored.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::support::{HELLO, HOSTILE, TestServer, WHOAMI, config, manifest, on_each_engine};
@@ -398,13 +398,30 @@ async fn the_bundled_samples_install_and_answer() {
             let response = server.get(path).await;
             assert_eq!(response.status(), StatusCode::OK, "{path}");
         }
+        // An admin removes one; its appid is never reused, not even by
+        // the platform's own install.
+        let (status, body) = server
+            .send(
+                Method::DELETE,
+                "/v1/apps/hello",
+                Some(&server.admin().await),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
         server.stop().await;
-        // A restart finds them installed and changes nothing.
+        // A restart finds the others installed and changes nothing.
         let mut settings = config(&db, dir.path());
         settings.samples = true;
         let server = TestServer::start(settings).await;
-        let response = server.get("/apps/hello/").await;
+        let response = server.get("/apps/shop/products").await;
         assert_eq!(response.status(), StatusCode::OK);
+        let response = server.get("/apps/hello/").await;
+        assert_eq!(
+            response.status(),
+            StatusCode::NOT_FOUND,
+            "deleted stays deleted"
+        );
         server.stop().await;
         db
     })
