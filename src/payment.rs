@@ -428,6 +428,11 @@ impl Payments {
                 new.attach.len()
             )));
         }
+        if new.attach.chars().any(char::is_control) {
+            return Err(PaymentError::Invalid(
+                "attach may not contain control characters".into(),
+            ));
+        }
         let prepay_id = format!("wx{}", hex::encode(rand::random::<[u8; 16]>()));
         let now = now_ms();
         let expires_at = now + new.ttl.as_millis() as i64;

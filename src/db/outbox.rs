@@ -16,6 +16,9 @@ pub struct PendingEvent {
     pub payload: String,
     /// Deliveries tried before this one.
     pub attempts: i64,
+    /// Until when this claim holds; a report after it lapsed (and another
+    /// node claimed the event) changes nothing.
+    pub lease_until: i64,
 }
 
 /// An event as its app's developer sees it.
@@ -93,7 +96,7 @@ impl Db {
             "UPDATE outbox SET next_attempt_at = $1 WHERE id IN (SELECT id FROM outbox \
              WHERE state = 'pending' AND next_attempt_at <= $2 \
              ORDER BY next_attempt_at, id LIMIT $3 {lock}) \
-             RETURNING id, appid, channel, topic, payload, attempts"
+             RETURNING id, appid, channel, topic, payload, attempts, next_attempt_at"
         ))
         .bind(lease_until)
         .bind(now)
@@ -110,28 +113,31 @@ impl Db {
                     topic: row.try_get(3)?,
                     payload: row.try_get(4)?,
                     attempts: row.try_get(5)?,
+                    lease_until: row.try_get(6)?,
                 })
             })
             .collect()
     }
 
-    /// The program acknowledged the event.
-    pub async fn event_delivered(&self, id: i64, now: i64) -> anyhow::Result<()> {
+    /// The program acknowledged the event. Only while this claim holds.
+    pub async fn event_delivered(&self, event: &PendingEvent, now: i64) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = $1, \
-             last_error = NULL WHERE id = $2",
+             last_error = NULL WHERE id = $2 AND state = 'pending' AND next_attempt_at = $3",
         )
         .bind(now)
-        .bind(id)
+        .bind(event.id)
+        .bind(event.lease_until)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// A delivery failed: try again at `retry_at`, or never (`None`).
+    /// A delivery failed: try again at `retry_at`, or never (`None`). Only
+    /// while this claim holds.
     pub async fn event_failed(
         &self,
-        id: i64,
+        event: &PendingEvent,
         error: &str,
         retry_at: Option<i64>,
     ) -> anyhow::Result<()> {
@@ -142,12 +148,13 @@ impl Db {
         };
         sqlx::query(
             "UPDATE outbox SET state = $1, attempts = attempts + 1, next_attempt_at = $2, \
-             last_error = $3 WHERE id = $4",
+             last_error = $3 WHERE id = $4 AND state = 'pending' AND next_attempt_at = $5",
         )
         .bind(state)
         .bind(retry_at.unwrap_or(i64::MAX))
         .bind(error)
-        .bind(id)
+        .bind(event.id)
+        .bind(event.lease_until)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -155,7 +155,7 @@ impl Platform {
         let result = self.deliver(event).await;
         let now = now_ms();
         let recorded = match &result {
-            Ok(()) => self.db.event_delivered(event.id, now).await,
+            Ok(()) => self.db.event_delivered(event, now).await,
             Err(reason) => {
                 let retry_at = self
                     .settings
@@ -167,7 +167,9 @@ impl Platform {
                     attempt = event.attempts + 1, reason, gave_up = retry_at.is_none(),
                     "event not delivered"
                 );
-                self.db.event_failed(event.id, reason, retry_at).await
+                self.db
+                    .event_failed(event, &stored_reason(reason), retry_at)
+                    .await
             }
         };
         if let Err(err) = recorded {
@@ -215,9 +217,50 @@ impl Platform {
     }
 }
 
+/// The longest reason kept for a failed delivery, in bytes.
+const MAX_REASON_BYTES: usize = 1024;
+
+/// A failed delivery's reason as stored: a program's refusal is its own
+/// text, so it is cut to [`MAX_REASON_BYTES`] (the cut marked) and its NUL
+/// characters replaced, which PostgreSQL text cannot hold.
+fn stored_reason(reason: &str) -> String {
+    let mut end = reason.len().min(MAX_REASON_BYTES);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut stored = reason[..end].replace('\0', "\u{FFFD}");
+    if end < reason.len() {
+        stored.push_str(&format!(" [{} more bytes cut]", reason.len() - end));
+    }
+    stored
+}
+
 fn describe(err: PlatformError) -> String {
     match err {
         PlatformError::Internal(err) => format!("the platform failed: {err:#}"),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_stored_bounded_and_without_nul() {
+        assert_eq!(stored_reason("out of stock"), "out of stock");
+        assert_eq!(stored_reason("a\0b"), "a\u{FFFD}b");
+        let long = "é".repeat(MAX_REASON_BYTES);
+        let stored = stored_reason(&long);
+        assert!(stored.starts_with(&"é".repeat(MAX_REASON_BYTES / 2)));
+        assert!(
+            stored.ends_with(&format!(" [{} more bytes cut]", MAX_REASON_BYTES)),
+            "{stored}"
+        );
+        let odd = format!("x{long}");
+        let stored = stored_reason(&odd);
+        assert!(stored.starts_with('x'));
+        // 1 + 1024 × 2 bytes, cut at the last char boundary before 1024: 1023.
+        assert!(stored.ends_with(&format!(" [{} more bytes cut]", MAX_REASON_BYTES + 2)));
     }
 }

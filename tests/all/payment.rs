@@ -109,6 +109,28 @@ async fn orders_confirmations_and_pins() {
                 .unwrap_err();
             assert!(matches!(err, PaymentError::Invalid(_)), "{no}: {err:?}");
         }
+        // attach is the program's own text, but text: no control characters
+        // (PostgreSQL cannot store NUL), at most 128 bytes.
+        for attach in ["a\0b", "line\nbreak", &"x".repeat(129)] {
+            let err = payments
+                .create_order(NewOrder {
+                    attach: attach.into(),
+                    ..order("shop", alice, "order-0009", 1)
+                })
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, PaymentError::Invalid(_)),
+                "{attach:?}: {err:?}"
+            );
+        }
+        payments
+            .create_order(NewOrder {
+                attach: r#"{"table": 7, "note": "äö"}"#.into(),
+                ..order("shop", alice, "order-0009", 1)
+            })
+            .await
+            .unwrap();
 
         // No PIN yet; then wrong PINs count, and the fifth locks payments.
         assert!(matches!(
@@ -320,9 +342,23 @@ async fn orders_confirmations_and_pins() {
             0,
             "still pending"
         );
-        let claimed = db.claim_events(now, now + 60_000, 10).await.unwrap();
+        // A claim whose lease lapsed: another dispatcher claims the event
+        // again, and the first one's late report changes nothing.
+        let lapsed = db.claim_events(now, now + 10, 10).await.unwrap();
+        assert_eq!(lapsed.len(), 1);
+        let claimed = db.claim_events(now + 20, now + 60_000, 10).await.unwrap();
         assert_eq!(claimed.len(), 1);
-        db.event_delivered(claimed[0].id, now).await.unwrap();
+        assert_eq!(claimed[0].id, lapsed[0].id);
+        db.event_delivered(&claimed[0], now).await.unwrap();
+        db.event_failed(&lapsed[0], "late", Some(now))
+            .await
+            .unwrap();
+        let events = db.app_events(&appid("shop"), 10).await.unwrap();
+        assert_eq!(
+            (events[0].state.as_str(), events[0].attempts),
+            ("delivered", 1),
+            "{events:?}"
+        );
         assert_eq!(
             db.forget_delivered_events(now - 1).await.unwrap(),
             0,
