@@ -91,6 +91,16 @@ pub struct MemoryLimitExceeded {
     pub asked: u64,
 }
 
+/// Linear memories one call's instance may define, over all its core
+/// instances. The instance pool holds this many for every call slot, so no
+/// call can take another's; a component that needs more is refused when it
+/// is compiled, at upload. Programs have one or two.
+pub const MEMORIES_PER_CALL: u32 = 4;
+
+/// Tables one call's instance may define, likewise (wit-component adds a
+/// shim's table to the program's own).
+pub const TABLES_PER_CALL: u32 = 8;
+
 /// Enforces [`Limits`] on one store: memory and table growth are summed over
 /// the whole instance, not counted per memory or per table, so a component
 /// cannot multiply its allowance by declaring more memories.
@@ -163,11 +173,11 @@ impl wasmtime::ResourceLimiter for InstanceLimiter {
     }
 
     fn tables(&self) -> usize {
-        self.instances
+        TABLES_PER_CALL as usize
     }
 
     fn memories(&self) -> usize {
-        self.instances
+        MEMORIES_PER_CALL as usize
     }
 }
 

@@ -36,8 +36,8 @@ pub use call_log::DEFAULT_LOG_LIMIT;
 use call_log::SharedLog;
 pub use host::{IdentityGrant, MessagingGrant, PaymentGrant, StorageGrant};
 pub use inspect::{ComponentInfo, Rejection};
-pub use limits::Limits;
 use limits::{InstanceLimiter, MemoryLimitExceeded};
+pub use limits::{Limits, MEMORIES_PER_CALL, TABLES_PER_CALL};
 
 wasmtime::component::bindgen!({
     path: "host-api/wit",
@@ -214,16 +214,21 @@ impl Runtime {
         let max = config.max_limits;
         let slots = config.max_concurrent_calls;
         let mut pool = PoolingAllocationConfig::new();
+        // Room for every slot to hold the most one call may take, so a
+        // program with many instances or memories cannot exhaust the pool
+        // for the others (a component that would take more is refused when
+        // it is compiled). Core instances are only counted; memories and
+        // tables reserve address space, not memory.
         pool.total_component_instances(slots)
-            .total_core_instances(slots * 8)
-            .total_memories(slots * 2)
-            .total_tables(slots * 4)
+            .total_core_instances(slots * max.instances)
+            .total_memories(slots * MEMORIES_PER_CALL)
+            .total_tables(slots * TABLES_PER_CALL)
             .total_stacks(slots)
             .max_memory_size(max.memory_bytes as usize)
             .table_elements(max.table_elements as usize)
             .max_core_instances_per_component(max.instances)
-            .max_memories_per_component(max.instances)
-            .max_tables_per_component(max.instances)
+            .max_memories_per_component(MEMORIES_PER_CALL)
+            .max_tables_per_component(TABLES_PER_CALL)
             // Between calls, reset the pages a call dirtied with memset and
             // keep them resident: cheaper than madvise now and page faults on
             // the next call. PAGEMAP_SCAN (Linux 6.7+) finds the dirty pages,

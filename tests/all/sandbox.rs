@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{HELLO, HOSTILE, TestServer, config, on_each_engine};
+use crate::support::{HELLO, HOSTILE, TestServer, config, manifest, on_each_engine};
 
 /// Asserts the call failed with `status` and `code`, and that its usage
 /// record says the same outcome. Returns the usage record.
@@ -347,7 +347,9 @@ async fn every_call_starts_from_the_programs_image() {
             ("own-memory", MemoryLayout::Defined),
             ("imported-memory", MemoryLayout::Imported),
         ] {
-            server.upload_ok(appid, &counting_component(layout)).await;
+            server
+                .upload_ok(appid, &counting_component(layout, 0))
+                .await;
             // One after another, so each call reuses the slot the last one
             // dirtied.
             for _ in 0..3 {
@@ -371,6 +373,39 @@ async fn every_call_starts_from_the_programs_image() {
     .await;
 }
 
+/// The instance pool holds, for every call slot, the most memories a call
+/// may define: with one slot, a program with that many runs, call after
+/// call. One memory more is refused at upload, naming the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_gets_every_memory_it_may_define_and_no_more() {
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = config(&db, dir.path());
+        settings.max_concurrent_calls = 1;
+        let server = TestServer::start(settings).await;
+        let most = miniapp::runtime::MEMORIES_PER_CALL;
+        let widest = counting_component(MemoryLayout::Defined, most - 1);
+        server.upload_ok("widest", &widest).await;
+        for _ in 0..3 {
+            let response = server.get("/apps/widest/count").await;
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.text().await.unwrap(), "11 /count");
+        }
+        let wider = counting_component(MemoryLayout::Defined, most);
+        let response = server.upload("wider", &manifest("wider"), &wider).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: Value = response.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("contains {} Wasm linear memories", most + 1)),
+            "{message}"
+        );
+        server.stop().await;
+        db
+    })
+    .await;
+}
+
 #[derive(Clone, Copy)]
 enum MemoryLayout {
     /// The core module defines its memory: imports that read it (`log`)
@@ -384,7 +419,7 @@ enum MemoryLayout {
 /// A program that counts its calls in a byte of memory (initialised by a
 /// data segment) and in a mutable global, logs a line, and answers both
 /// counts and its path: `11 /path` when the call starts fresh.
-fn counting_component(layout: MemoryLayout) -> Vec<u8> {
+fn counting_component(layout: MemoryLayout, spare_memories: u32) -> Vec<u8> {
     let memory = match layout {
         MemoryLayout::Defined => r#"(memory (export "memory") 1)"#,
         MemoryLayout::Imported => r#"(import "env" "memory" (memory 1))"#,
@@ -461,6 +496,9 @@ fn counting_component(layout: MemoryLayout) -> Vec<u8> {
                 (with "env" (instance (export "memory" (memory $memory))))))"#
         }
     };
+    // Modules of one memory each, instantiated beside the program.
+    let spares = "(core instance (instantiate $Spare))".repeat(spare_memories as usize);
+    let instances = format!("(core module $Spare (memory 1)) {spares} {instances}");
     let component = format!(
         r#"(component
         (import "miniapp:host/log@{v}" (instance $log
