@@ -127,6 +127,10 @@ pub async fn mark_read(
     Ok(Json(serde_json::json!({ "marked": marked })).into_response())
 }
 
+/// How long a quiet stream goes before it checks that its session still
+/// holds; a stream with news checks before every batch.
+const SESSION_RECHECK: Duration = Duration::from_secs(30);
+
 #[derive(Deserialize)]
 pub struct StreamQuery {
     after: Option<i64>,
@@ -134,7 +138,8 @@ pub struct StreamQuery {
 
 /// The user's inbox as it grows: every message after the `Last-Event-ID`
 /// header (or `?after=`), then each new one as it lands, on whichever
-/// node it was sent. Without either, only messages from now on.
+/// node it was sent. Without either, only messages from now on. The stream
+/// ends when its session does (sign-out, revocation, expiry).
 pub async fn stream(
     state: Shared,
     signed_in: SignedIn,
@@ -164,12 +169,14 @@ pub async fn stream(
     };
     struct Streaming {
         state: Arc<AppState>,
+        token: String,
         watch: tokio::sync::broadcast::Receiver<i64>,
         last: i64,
         pending: VecDeque<InboxMessage>,
     }
     let start = Streaming {
         state: state.0.clone(),
+        token: signed_in.token,
         watch,
         last,
         pending: VecDeque::new(),
@@ -185,6 +192,10 @@ pub async fn stream(
                     .unwrap_or_else(|_| Event::default().comment("unserializable message"));
                 return Some((Ok(event), s));
             }
+            // Ends with its session: signed out or revoked, no more messages.
+            if s.state.platform.authenticate(&s.token).await.is_err() {
+                return None;
+            }
             let messaging = s.state.platform.messaging_service();
             match messaging.inbox(account, s.last, STREAM_BATCH).await {
                 Ok(messages) if !messages.is_empty() => {
@@ -199,7 +210,10 @@ pub async fn stream(
                 }
             }
             loop {
-                match s.watch.recv().await {
+                let Ok(signal) = tokio::time::timeout(SESSION_RECHECK, s.watch.recv()).await else {
+                    break;
+                };
+                match signal {
                     Ok(CLOSING) | Err(RecvError::Closed) => return None,
                     Ok(id) if id == account || id == 0 => break,
                     Ok(_) => {}

@@ -376,6 +376,23 @@ async fn the_live_inbox_resumes_without_loss_or_repeats() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        // A stream ends with its session: signed out, the next message
+        // is not delivered and the stream closes.
+        let leaving = server
+            .login("alice", &crate::support::password_of("alice"))
+            .await;
+        let stream = open_stream(&server.api, &leaving, None).await;
+        let (status, _) = server
+            .send(Method::DELETE, "/v1/sessions/current", Some(&leaving), None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        notify(&messaging, &news, &template, "openid-a", "after sign-out")
+            .await
+            .unwrap();
+        let events = tokio::time::timeout(Duration::from_secs(10), read_events(stream, 1))
+            .await
+            .expect("the stream closes");
+        assert!(events.is_empty(), "delivered after sign-out: {events:?}");
         // A stream still open does not hold up the server's shutdown.
         let _open = open_stream(&server.api, &alice, None).await;
         tokio::time::timeout(Duration::from_secs(10), server.stop())
