@@ -133,6 +133,17 @@ pub fn parse_day(name: &str) -> Result<i64, String> {
     Ok(day)
 }
 
+/// Text as every engine stores it: PostgreSQL text cannot hold NUL, so a
+/// NUL character becomes U+FFFD. Allocates only when there is one. For text
+/// a guest wrote that the host keeps as is (logs, refusal reasons).
+pub fn storable_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

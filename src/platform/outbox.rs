@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::{Channel, Platform, PlatformError};
 use crate::db::{PendingEvent, event_id, now_ms};
+use crate::domain::storable_text;
 use crate::runtime::{Event, Invocation, Outcome, Reply};
 
 /// WeChat Pay's notification schedule: the wait before each retry. After
@@ -224,11 +225,8 @@ const MAX_REASON_BYTES: usize = 1024;
 /// text, so it is cut to [`MAX_REASON_BYTES`] (the cut marked) and its NUL
 /// characters replaced, which PostgreSQL text cannot hold.
 fn stored_reason(reason: &str) -> String {
-    let mut end = reason.len().min(MAX_REASON_BYTES);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut stored = reason[..end].replace('\0', "\u{FFFD}");
+    let end = reason.floor_char_boundary(MAX_REASON_BYTES);
+    let mut stored = storable_text(reason[..end].to_string());
     if end < reason.len() {
         stored.push_str(&format!(" [{} more bytes cut]", reason.len() - end));
     }

@@ -9,6 +9,8 @@ use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi_io::streams::{OutputStream, StreamResult};
 
+use crate::domain::storable_text;
+
 /// Default bound on one call's log: 64 KiB.
 pub const DEFAULT_LOG_LIMIT: usize = 64 << 10;
 
@@ -51,10 +53,7 @@ impl CallLog {
     /// text cannot hold NUL, and one record it refuses would fail the whole
     /// batch of usage records written with it, every app's.
     pub fn render(&self) -> String {
-        let mut text = String::from_utf8_lossy(&self.text).into_owned();
-        if text.contains('\0') {
-            text = text.replace('\0', "\u{FFFD}");
-        }
+        let mut text = storable_text(String::from_utf8_lossy(&self.text).into_owned());
         if self.dropped > 0 {
             if !text.ends_with('\n') && !text.is_empty() {
                 text.push('\n');
