@@ -26,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::Notify;
 
 use crate::accounts::AccountId;
-use crate::db::{Attempt, Db, now_ms};
+use crate::db::{Attempt, Db, Secret, now_ms};
 use crate::domain::AppId;
 use crate::hashing::Hashing;
 
@@ -552,7 +552,7 @@ impl Payments {
         if digest.is_some_and(|digest| self.remembers(account, &digest)) {
             return Ok(());
         }
-        let _turn = self.hashing.turn(("pin", account)).await;
+        let _turn = self.hashing.turn((Secret::Pin, account)).await;
         // Verified by the confirmation ahead of this one.
         if digest.is_some_and(|digest| self.remembers(account, &digest)) {
             return Ok(());
@@ -560,7 +560,7 @@ impl Payments {
         let lock_until = now + PIN_LOCKOUT.as_millis() as i64;
         let left = match self
             .db
-            .take_pin_attempt(account, MAX_WRONG_PINS, now, lock_until)
+            .take_attempt(Secret::Pin, account, MAX_WRONG_PINS, now, lock_until)
             .await?
         {
             Attempt::Counted { left } => left,
@@ -579,7 +579,7 @@ impl Payments {
                 },
             });
         };
-        self.db.clear_wrong_pins(account).await?;
+        self.db.clear_attempts(Secret::Pin, account).await?;
         let mut remembered = lock(&self.verified);
         if remembered.len() >= MAX_VERIFIED_PINS {
             remembered.clear();

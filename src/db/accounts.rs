@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Attempt, Db, now_ms};
+use super::{Db, now_ms};
 use crate::accounts::{Account, AccountId, Roles, Username};
 use crate::domain::AppId;
 use crate::lifecycle::Scope;
@@ -72,53 +72,6 @@ impl Db {
         .await?;
         row.map(|row| Ok((account(&row)?, row.try_get(6)?, row.try_get(7)?)))
             .transpose()
-    }
-
-    /// Counts a sign-in attempt unless sign-in is locked at `now`; the
-    /// `max`th in a row locks it until `lock_until`. A right password then
-    /// clears the count with [`Db::clear_failed_logins`].
-    pub async fn take_login_attempt(
-        &self,
-        account: AccountId,
-        max: i64,
-        now: i64,
-        lock_until: i64,
-    ) -> anyhow::Result<Attempt> {
-        let row = sqlx::query(
-            "UPDATE accounts SET \
-             locked_until = CASE WHEN failed_logins + 1 >= $1 THEN $2 ELSE locked_until END, \
-             failed_logins = CASE WHEN failed_logins + 1 >= $1 THEN 0 ELSE failed_logins + 1 END \
-             WHERE id = $3 AND locked_until <= $4 RETURNING failed_logins",
-        )
-        .bind(max)
-        .bind(lock_until)
-        .bind(account)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(row) = row {
-            return Ok(Attempt::counted(row.try_get(0)?, max));
-        }
-        let until = sqlx::query("SELECT locked_until FROM accounts WHERE id = $1")
-            .bind(account)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|row| row.try_get(0))
-            .transpose()?
-            .unwrap_or(0);
-        Ok(Attempt::Locked { until })
-    }
-
-    /// Forgets failed sign-ins, and the lock they set, after a right password.
-    pub async fn clear_failed_logins(&self, account: AccountId) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE accounts SET failed_logins = 0, locked_until = 0 \
-             WHERE id = $1 AND (failed_logins <> 0 OR locked_until <> 0)",
-        )
-        .bind(account)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     pub async fn account_by_id(&self, id: AccountId) -> anyhow::Result<Option<Account>> {

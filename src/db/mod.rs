@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
+use crate::accounts::AccountId;
 use crate::domain::AppId;
 
 mod accounts;
@@ -104,9 +105,28 @@ fn call_time_prefix(at_ms: i64) -> [u8; 6] {
     [bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]]
 }
 
-/// A guess at a secret (a password, a PIN), counted before it is checked:
-/// guesses sent at once are refused past the limit instead of queueing to
-/// be checked after the lock.
+/// A secret users guess at, whose wrong guesses lock it for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Secret {
+    /// An account's sign-in password.
+    Password,
+    /// A user's payment PIN.
+    Pin,
+}
+
+impl Secret {
+    /// Where its wrong guesses are counted: table, key column, count column.
+    fn columns(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Secret::Password => ("accounts", "id", "failed_logins"),
+            Secret::Pin => ("pay_pins", "account_id", "failed"),
+        }
+    }
+}
+
+/// A guess at a secret, counted before it is checked: guesses sent at once
+/// are refused past the limit instead of queueing to be checked after the
+/// lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt {
     /// Counted; `left` more wrong guesses lock, 0 when this one locked.
@@ -115,13 +135,62 @@ pub enum Attempt {
     Locked { until: i64 },
 }
 
-impl Attempt {
-    /// From the count of wrong guesses in a row after this one (0 when
-    /// this one locked) and the limit.
-    fn counted(failed: i64, max: i64) -> Attempt {
-        Attempt::Counted {
-            left: if failed == 0 { 0 } else { max - failed },
+impl Db {
+    /// Counts a guess at `account`'s `secret` unless it is locked at `now`;
+    /// the `max`th in a row locks it until `lock_until` and starts the count
+    /// over. One statement, so guesses on every node count. A right guess
+    /// then clears the count with [`Db::clear_attempts`].
+    pub async fn take_attempt(
+        &self,
+        secret: Secret,
+        account: AccountId,
+        max: i64,
+        now: i64,
+        lock_until: i64,
+    ) -> anyhow::Result<Attempt> {
+        let (table, key, count) = secret.columns();
+        let row = sqlx::query(&format!(
+            "UPDATE {table} SET \
+             locked_until = CASE WHEN {count} + 1 >= $1 THEN $2 ELSE locked_until END, \
+             {count} = CASE WHEN {count} + 1 >= $1 THEN 0 ELSE {count} + 1 END \
+             WHERE {key} = $3 AND locked_until <= $4 RETURNING {count}"
+        ))
+        .bind(max)
+        .bind(lock_until)
+        .bind(account)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            let failed: i64 = row.try_get(0)?;
+            return Ok(Attempt::Counted {
+                left: if failed == 0 { 0 } else { max - failed },
+            });
         }
+        let until = sqlx::query(&format!(
+            "SELECT locked_until FROM {table} WHERE {key} = $1"
+        ))
+        .bind(account)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?
+        .unwrap_or(0);
+        Ok(Attempt::Locked { until })
+    }
+
+    /// Forgets wrong guesses at `account`'s `secret`, and the lock they set,
+    /// after a right one.
+    pub async fn clear_attempts(&self, secret: Secret, account: AccountId) -> anyhow::Result<()> {
+        let (table, key, count) = secret.columns();
+        sqlx::query(&format!(
+            "UPDATE {table} SET {count} = 0, locked_until = 0 \
+             WHERE {key} = $1 AND ({count} <> 0 OR locked_until <> 0)"
+        ))
+        .bind(account)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 

@@ -12,7 +12,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Attempt, Db};
+use super::Db;
 use crate::accounts::AccountId;
 use crate::domain::{AppId, DAY_MS, day_name};
 use crate::payment::{
@@ -561,47 +561,6 @@ impl Db {
             .await?;
         row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .transpose()
-    }
-
-    /// Counts a PIN attempt unless payments are locked at `now`; the
-    /// `max`th in a row locks them until `lock_until`. A right PIN then
-    /// clears the count with [`Db::clear_wrong_pins`].
-    pub async fn take_pin_attempt(
-        &self,
-        account: AccountId,
-        max: i64,
-        now: i64,
-        lock_until: i64,
-    ) -> anyhow::Result<Attempt> {
-        let row = sqlx::query(
-            "UPDATE pay_pins SET \
-             locked_until = CASE WHEN failed + 1 >= $1 THEN $2 ELSE locked_until END, \
-             failed = CASE WHEN failed + 1 >= $1 THEN 0 ELSE failed + 1 END \
-             WHERE account_id = $3 AND locked_until <= $4 RETURNING failed",
-        )
-        .bind(max)
-        .bind(lock_until)
-        .bind(account)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(row) = row {
-            return Ok(Attempt::counted(row.try_get(0)?, max));
-        }
-        let until = self.pin(account).await?.map_or(0, |(_, until)| until);
-        Ok(Attempt::Locked { until })
-    }
-
-    /// Forgets wrong PINs, and the lock they set, after a right one.
-    pub async fn clear_wrong_pins(&self, account: AccountId) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE pay_pins SET failed = 0, locked_until = 0 \
-             WHERE account_id = $1 AND (failed <> 0 OR locked_until <> 0)",
-        )
-        .bind(account)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// The latest ledger entries of an account, newest first, before the

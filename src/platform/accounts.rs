@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Cached, MAX_CACHED_SESSIONS, Platform, PlatformError, lock};
 use crate::accounts::{self, Account, Password, Role, Roles, Username};
-use crate::db::{Attempt, Grant, now_ms};
+use crate::db::{Attempt, Grant, Secret, now_ms};
 use crate::domain::AppId;
 use crate::lifecycle::Scope;
 
@@ -141,11 +141,17 @@ impl Platform {
         if locked_until > now {
             return Err(locked(locked_until, now));
         }
-        let _turn = self.hashing.turn(("password", account.id)).await;
+        let _turn = self.hashing.turn((Secret::Password, account.id)).await;
         let lock_until = now + LOGIN_LOCKOUT.as_millis() as i64;
         let attempt = self
             .db
-            .take_login_attempt(account.id, MAX_FAILED_LOGINS, now, lock_until)
+            .take_attempt(
+                Secret::Password,
+                account.id,
+                MAX_FAILED_LOGINS,
+                now,
+                lock_until,
+            )
             .await?;
         if let Attempt::Locked { until } = attempt {
             return Err(locked(until, now));
@@ -157,7 +163,7 @@ impl Platform {
         if !verified {
             return Err(wrong());
         }
-        self.db.clear_failed_logins(account.id).await?;
+        self.db.clear_attempts(Secret::Password, account.id).await?;
         Ok(account)
     }
 
