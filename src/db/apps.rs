@@ -794,9 +794,11 @@ impl Db {
                  deleting the app"
             )));
         }
+        // kv_usage before kv: the order storage writes lock them in, so a
+        // write of a call still running cannot deadlock with this.
         for table in [
-            "kv",
             "kv_usage",
+            "kv",
             "grants",
             "testers",
             "login_codes",

@@ -584,6 +584,31 @@ async fn payer(server: &TestServer, username: &str, amount: u64) -> String {
     token
 }
 
+/// The user lets the shop tell them once that an order shipped.
+async fn subscribe_to_shipping(server: &TestServer, token: &str) {
+    let (status, body) = server
+        .send(
+            Method::PUT,
+            "/v1/me/subscriptions/shop/order_shipped",
+            Some(token),
+            Some(json!({"kind": "one-time"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Waits until the shop's own record of order `no` says `status`: the
+/// platform's event reached the program.
+async fn shop_order_becomes(server: &TestServer, token: &str, no: &str, status: &str) {
+    eventually(&format!("the shop's order {no} to be {status}"), || async {
+        let (_, order) = server
+            .get_as(token, &format!("/apps/shop/orders/{no}"))
+            .await;
+        (order["status"] == status).then_some(())
+    })
+    .await;
+}
+
 fn sample_manifest(name: &str) -> Value {
     let path = format!(
         "{}/sample-programs/{name}/manifest.json",
@@ -672,15 +697,7 @@ async fn the_shop_sells_and_refunds_and_only_the_payer_confirms() {
         );
 
         // Alice lets the shop tell her once that the order shipped.
-        let (status, body) = server
-            .send(
-                Method::PUT,
-                "/v1/me/subscriptions/shop/order_shipped",
-                Some(&alice),
-                Some(json!({"kind": "one-time"})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        subscribe_to_shipping(&server, &alice).await;
 
         // Nor by importing a confirmation the contract does not have: the
         // upload is refused, naming the function.
@@ -720,13 +737,7 @@ async fn the_shop_sells_and_refunds_and_only_the_payer_confirms() {
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
 
         // The notification marks the shop's order paid.
-        eventually("the shop to learn of the payment", || async {
-            let (_, order) = server
-                .get_as(&alice, &format!("/apps/shop/orders/{no}"))
-                .await;
-            (order["status"] == "paid").then_some(())
-        })
-        .await;
+        shop_order_becomes(&server, &alice, &no, "paid").await;
         let shipped = eventually("the shipping notification", || async {
             let (_, inbox) = server.get_as(&alice, "/v1/me/messages").await;
             let messages = inbox["messages"].as_array().cloned().unwrap_or_default();
@@ -749,13 +760,7 @@ async fn the_shop_sells_and_refunds_and_only_the_payer_confirms() {
             .await;
         assert_eq!(status, StatusCode::OK, "{refund}");
         assert_eq!(refund["refunded_total"], 2400);
-        eventually("the shop to learn of the refund", || async {
-            let (_, order) = server
-                .get_as(&alice, &format!("/apps/shop/orders/{no}"))
-                .await;
-            (order["status"] == "refunded").then_some(())
-        })
-        .await;
+        shop_order_becomes(&server, &alice, &no, "refunded").await;
         // Asking again refunds nothing more.
         let (status, again) = server
             .post_as(&alice, &format!("/apps/shop/orders/{no}/refund"), json!({}))
@@ -1233,15 +1238,7 @@ async fn a_deleted_app_leaves_no_money_and_no_appid_behind() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let (status, body) = server
-            .send(
-                Method::PUT,
-                "/v1/me/subscriptions/shop/order_shipped",
-                Some(&alice),
-                Some(json!({"kind": "one-time"})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        subscribe_to_shipping(&server, &alice).await;
 
         // 1200 fen in the merchant account: refused, and nothing changed.
         let dev = server.developer().await;
@@ -1264,13 +1261,7 @@ async fn a_deleted_app_leaves_no_money_and_no_appid_behind() {
         );
 
         // Refunded, the account is empty and the app can go.
-        eventually("the shop to learn of the payment", || async {
-            let (_, order) = server
-                .get_as(&alice, &format!("/apps/shop/orders/{paid_no}"))
-                .await;
-            (order["status"] == "paid").then_some(())
-        })
-        .await;
+        shop_order_becomes(&server, &alice, &paid_no, "paid").await;
         let (status, refund) = server
             .post_as(
                 &alice,
@@ -1279,6 +1270,9 @@ async fn a_deleted_app_leaves_no_money_and_no_appid_behind() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{refund}");
+        // The refund's event, delivered, is the last call writing the
+        // shop's data.
+        shop_order_becomes(&server, &alice, &paid_no, "refunded").await;
         let (status, body) = server
             .send(Method::DELETE, "/v1/apps/shop", Some(&dev), None)
             .await;
