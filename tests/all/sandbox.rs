@@ -400,6 +400,13 @@ async fn a_program_gets_every_memory_it_may_define_and_no_more() {
             message.contains(&format!("contains {} Wasm linear memories", most + 1)),
             "{message}"
         );
+        let (status, app) = server.dev_get("/v1/apps/wider").await;
+        assert_eq!(status, StatusCode::OK, "{app}");
+        assert_eq!(
+            app["versions"],
+            json!([]),
+            "the refused upload stored nothing"
+        );
         server.stop().await;
         db
     })
