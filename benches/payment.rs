@@ -204,6 +204,7 @@ async fn run(engine: &str, url: &str) {
     config.no_event_dispatch = true;
     let server = miniapp::Server::bind(&config).await.unwrap();
     let platform = server.platform().clone();
+    support::register_apps(platform.db(), &["bench-shop"]).await;
 
     let payers = accounts(&platform, "payer", PAYERS).await;
     for payer in &payers {

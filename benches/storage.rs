@@ -137,6 +137,7 @@ impl Bench {
 async fn run(engine: &str, url: &str, only: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::connect(url).await.unwrap();
+    support::register_apps(&db, &["bench"]).await;
     let runtime = Runtime::new(RuntimeConfig::new(dir.path().join("artifacts"))).unwrap();
     let program = runtime.prepare(&Sha256Digest::of(NOTES), NOTES).unwrap();
     let bench = Bench {

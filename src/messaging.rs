@@ -498,8 +498,7 @@ impl Messaging {
         template_id: &str,
         kind: SubscriptionKind,
     ) -> Result<Subscription, MessagingError> {
-        Ok(self
-            .db
+        self.db
             .subscribe(
                 account,
                 appid,
@@ -508,7 +507,7 @@ impl Messaging {
                 kind,
                 self.clock.now_ms(),
             )
-            .await?)
+            .await
     }
 
     pub async fn unsubscribe(

@@ -195,6 +195,9 @@ pub enum StorageError {
     QuotaExceeded(String),
     #[error("{0}")]
     Conflict(String),
+    /// The app is gone: deleted while the call ran.
+    #[error("{0}")]
+    Denied(String),
     #[error("the platform's storage is unavailable")]
     Unavailable(#[source] anyhow::Error),
 }

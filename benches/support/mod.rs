@@ -3,6 +3,10 @@
 
 use std::future::Future;
 
+#[path = "../../tests/all/fixtures.rs"]
+mod fixtures;
+pub use fixtures::register_apps;
+
 /// Runs `run(engine, url)` on a fresh SQLite database, then, when
 /// `MINIAPP_BENCH_DATABASE_URL` names a PostgreSQL server, on a database
 /// of its own there (dropped afterwards), on a 2-worker runtime like the

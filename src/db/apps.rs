@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Db, now_ms};
+use super::{Db, Engine, now_ms};
 use crate::accounts::{AccountId, Username};
 use crate::domain::{AppId, Sha256Digest};
 use crate::lifecycle::{Action, InvalidTransition, KEPT_VERSIONS, Manifest, Scene, VersionState};
@@ -198,6 +198,37 @@ async fn lock_app(tx: &mut Transaction<'_, Any>, appid: &AppId) -> anyhow::Resul
         .execute(&mut **tx)
         .await?;
     Ok(locked.rows_affected() == 1)
+}
+
+/// Advisory-lock class of the lock that keeps an app from being deleted
+/// while a call's write for it is in flight (PostgreSQL only).
+const APP_HOLD_CLASS: i32 = 0x6d61;
+
+impl Db {
+    /// Keeps `appid` from being deleted until `tx` ends, for a write that
+    /// may race the app's deletion: a storage write of a call still
+    /// running, an order's settlement, a user's message or subscription to
+    /// the app. The write checks in a later statement that the app exists.
+    /// On PostgreSQL a shared advisory lock, which
+    /// [`Db::delete_app`] takes exclusively: a delete waits for the writes
+    /// in flight, and writes that come after it wait for it and then find
+    /// the app gone (they check in a later statement, with a fresh
+    /// snapshot). On SQLite nothing: the first write of a transaction takes
+    /// the database's one write lock, which serializes them anyway.
+    pub(super) async fn hold_app(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        appid: &str,
+    ) -> anyhow::Result<()> {
+        if self.engine == Engine::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1, hashtext($2))")
+                .bind(APP_HOLD_CLASS)
+                .bind(appid)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 async fn audit(
@@ -773,6 +804,15 @@ impl Db {
     pub async fn delete_app(&self, appid: &AppId) -> Result<(), LifecycleError> {
         let mut tx = self.pool.begin().await?;
         lock_app(&mut tx, appid).await?;
+        if self.engine == Engine::Postgres {
+            // Waits for the writes in flight (see `hold_app`). Advisory
+            // locks queue fairly, so a stream of writes cannot starve this.
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(APP_HOLD_CLASS)
+                .bind(appid.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
         // Closed before the balance is read: a confirmation racing this
         // either commits first, and its money is in the balance, or finds
         // its order closed.

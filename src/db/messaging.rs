@@ -207,9 +207,12 @@ impl Db {
         now: i64,
     ) -> Result<String, MessagingError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        self.hold_app(&mut tx, appid.as_str()).await?;
+        let opened = sqlx::query(
             "INSERT INTO msg_conversations (appid, account_id, openid, last_user_message_at, \
-             replies_since) VALUES ($1, $2, $3, $4, 0) ON CONFLICT (appid, account_id) DO UPDATE \
+             replies_since) SELECT $1, $2, $3, $4, 0 \
+             WHERE EXISTS (SELECT 1 FROM apps WHERE appid = $1) \
+             ON CONFLICT (appid, account_id) DO UPDATE \
              SET openid = excluded.openid, last_user_message_at = excluded.last_user_message_at, \
              replies_since = 0",
         )
@@ -219,6 +222,9 @@ impl Db {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        if opened.rows_affected() == 0 {
+            return Err(app_gone(appid));
+        }
         let id: i64 = sqlx::query(
             "INSERT INTO msg_received (appid, account_id, text, created_at) \
              VALUES ($1, $2, $3, $4) RETURNING id",
@@ -258,14 +264,17 @@ impl Db {
         template_id: &str,
         kind: SubscriptionKind,
         now: i64,
-    ) -> anyhow::Result<Subscription> {
+    ) -> Result<Subscription, MessagingError> {
         let (one_time, long_term) = match kind {
             SubscriptionKind::OneTime => (1, 0),
             SubscriptionKind::LongTerm => (0, 1),
         };
+        let mut tx = self.pool.begin().await?;
+        self.hold_app(&mut tx, appid.as_str()).await?;
         let row = sqlx::query(
             "INSERT INTO msg_subscriptions (account_id, appid, template_id, openid, one_time, \
-             long_term, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             long_term, updated_at) SELECT $1, $2, $3, $4, $5, $6, $7 \
+             WHERE EXISTS (SELECT 1 FROM apps WHERE appid = $2) \
              ON CONFLICT (account_id, appid, template_id) DO UPDATE SET \
              one_time = msg_subscriptions.one_time + excluded.one_time, \
              long_term = CASE WHEN excluded.long_term = 1 THEN 1 ELSE msg_subscriptions.long_term END, \
@@ -279,9 +288,11 @@ impl Db {
         .bind(one_time)
         .bind(long_term)
         .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        subscription(&row)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| app_gone(appid))?;
+        tx.commit().await?;
+        Ok(subscription(&row)?)
     }
 
     /// Revokes every grant of a user to one template; whether there was one.
@@ -387,4 +398,10 @@ fn subscription(row: &AnyRow) -> anyhow::Result<Subscription> {
         one_time: row.try_get(2)?,
         long_term: long_term == 1,
     })
+}
+
+/// What a user's write to an app that is not there answers: the API
+/// checks that it exists first, so it was deleted meanwhile.
+fn app_gone(appid: &AppId) -> MessagingError {
+    MessagingError::NotFound(format!("no app {appid}: it does not exist or was deleted"))
 }

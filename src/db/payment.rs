@@ -12,7 +12,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::Db;
+use super::{Db, Engine};
 use crate::accounts::AccountId;
 use crate::domain::{AppId, DAY_MS, day_name};
 use crate::payment::{
@@ -137,7 +137,8 @@ impl Db {
         let created = sqlx::query(
             "INSERT INTO pay_orders (prepay_id, appid, out_trade_no, channel, payer_id, \
              payer_openid, amount, description, attach, state, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'NOTPAY', $10, $11) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'NOTPAY', $10, $11 \
+             WHERE EXISTS (SELECT 1 FROM apps WHERE appid = $2) \
              ON CONFLICT (appid, out_trade_no) DO NOTHING",
         )
         .bind(prepay_id)
@@ -157,10 +158,17 @@ impl Db {
         if created == 1 {
             return Ok(prepay_id.to_string());
         }
+        // Neither inserted nor there before: the app is gone, deleted while
+        // the call that asks ran.
         let existing = self
             .order_by_number(&new.appid, &new.out_trade_no)
             .await?
-            .ok_or_else(|| no_order(&new.out_trade_no))?;
+            .ok_or_else(|| {
+                PaymentError::Denied(format!(
+                    "app {} no longer exists: it was deleted",
+                    new.appid
+                ))
+            })?;
         let same = existing.payer_id == new.payer_id
             && existing.amount == new.amount
             && existing.description == new.description
@@ -237,9 +245,23 @@ impl Db {
         now: i64,
     ) -> Result<Order, PaymentError> {
         let mut tx = self.pool.begin().await?;
+        if self.engine == Engine::Postgres {
+            // An order created just before its app was deleted may have
+            // escaped the delete's closing of unpaid orders: hold the app,
+            // then claim the order only while the app exists.
+            let appid = sqlx::query("SELECT appid FROM pay_orders WHERE prepay_id = $1")
+                .bind(prepay_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = appid {
+                let appid: String = row.try_get(0)?;
+                self.hold_app(&mut tx, &appid).await?;
+            }
+        }
         let row = sqlx::query(&format!(
             "UPDATE pay_orders SET state = 'SUCCESS', paid_at = $1 \
              WHERE prepay_id = $2 AND payer_id = $3 AND state = 'NOTPAY' AND expires_at > $1 \
+             AND EXISTS (SELECT 1 FROM apps WHERE apps.appid = pay_orders.appid) \
              RETURNING {ORDER_COLUMNS}"
         ))
         .bind(now)
@@ -260,6 +282,10 @@ impl Db {
                     OrderState::Closed => {
                         PaymentError::Conflict(format!("order {prepay_id} is closed"))
                     }
+                    // Open and in time, yet not claimed: its app is gone.
+                    OrderState::NotPay => PaymentError::Conflict(format!(
+                        "order {prepay_id} is closed: its app was deleted"
+                    )),
                     _ => PaymentError::Conflict(format!("order {prepay_id} is already paid")),
                 },
                 _ => PaymentError::NotFound(format!("no order {prepay_id} to pay")),

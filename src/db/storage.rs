@@ -34,8 +34,9 @@ impl Db {
     }
 
     /// Applies writes in one transaction, keeping the partition's usage in
-    /// step and within `limit_bytes`. The first statement locks the
-    /// partition's usage row, so writes to one partition never interleave.
+    /// step and within `limit_bytes`. The first write locks the partition's
+    /// usage row, so writes to one partition never interleave; it also
+    /// checks that the app still exists (see [`Db::hold_app`]).
     pub async fn kv_apply(
         &self,
         partition: &Partition,
@@ -44,15 +45,22 @@ impl Db {
     ) -> Result<Vec<Applied>, StorageError> {
         let (appid, owner) = (partition.appid.as_str(), partition.owner);
         let mut tx = self.pool.begin().await?;
+        self.hold_app(&mut tx, appid).await?;
+        // A call may still run when its app is deleted: its writes after
+        // that find no app and store nothing.
         let usage = sqlx::query(
-            "INSERT INTO kv_usage (appid, owner_id, keys, bytes) VALUES ($1, $2, 0, 0) \
+            "INSERT INTO kv_usage (appid, owner_id, keys, bytes) \
+             SELECT $1, $2, 0, 0 WHERE EXISTS (SELECT 1 FROM apps WHERE appid = $1) \
              ON CONFLICT (appid, owner_id) DO UPDATE SET keys = kv_usage.keys \
              RETURNING keys, bytes",
         )
         .bind(appid)
         .bind(owner)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| {
+            StorageError::Denied(format!("app {appid} no longer exists: it was deleted"))
+        })?;
         let (mut keys, mut bytes): (i64, i64) = (usage.try_get(0)?, usage.try_get(1)?);
         let bytes_before = bytes;
         let now = now_ms();

@@ -6,6 +6,7 @@ mod artifacts;
 mod calls;
 mod cli;
 mod events;
+mod fixtures;
 mod identity;
 mod lifecycle;
 mod messaging;

@@ -18,7 +18,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::support::{ProcessServer, SUPPORT_CHAT, TestServer, config, on_each_engine};
+use crate::support::{
+    ProcessServer, SUPPORT_CHAT, TestServer, config, on_each_engine, register_apps,
+};
 
 fn appid(name: &str) -> AppId {
     name.parse().unwrap()
@@ -59,6 +61,7 @@ async fn notify(
 async fn notifications_need_the_users_subscription() {
     on_each_engine(|_, test_db| async move {
         let db = Db::connect(&test_db.url).await.unwrap();
+        register_apps(&db, &["shop"]).await;
         let clock = Clock::manual(1_800_000_000_000);
         let messaging = Messaging::new(db.clone(), clock.clone(), 4, Arc::new(Notify::new()));
         let (shop, template) = (appid("shop"), shipped());
@@ -165,6 +168,7 @@ async fn notifications_need_the_users_subscription() {
 async fn replies_only_within_48_hours_and_five_at_a_time() {
     on_each_engine(|_, test_db| async move {
         let db = Db::connect(&test_db.url).await.unwrap();
+        register_apps(&db, &["support"]).await;
         let clock = Clock::manual(1_800_000_000_000);
         let messaging = Messaging::new(db.clone(), clock.clone(), 20, Arc::new(Notify::new()));
         let support = appid("support");
@@ -229,6 +233,30 @@ async fn replies_only_within_48_hours_and_five_at_a_time() {
         assert_eq!(inbox.len(), 6);
         assert_eq!(inbox[5].content["text"], "just in time");
         assert_eq!(inbox[5].kind, "reply");
+
+        // A user's write reaching an app deleted meanwhile (past the API's
+        // check that the app exists) is refused, and stores nothing.
+        db.delete_app(&support).await.unwrap();
+        let gone = messaging.user_writes(&support, bob, openid, "Hello?").await;
+        assert!(
+            matches!(&gone, Err(MessagingError::NotFound(d)) if d.contains("deleted")),
+            "{gone:?}"
+        );
+        let gone = messaging
+            .subscribe(
+                bob,
+                &support,
+                openid,
+                "order_shipped",
+                SubscriptionKind::OneTime,
+            )
+            .await;
+        assert!(
+            matches!(&gone, Err(MessagingError::NotFound(d)) if d.contains("deleted")),
+            "{gone:?}"
+        );
+        assert!(db.app_events(&support, 10).await.unwrap().is_empty());
+        assert!(messaging.subscriptions(bob).await.unwrap().is_empty());
         db.close().await;
         test_db
     })
@@ -295,6 +323,7 @@ async fn the_live_inbox_resumes_without_loss_or_repeats() {
         let (_, me) = server.get_as(&alice, "/v1/me").await;
         let account: AccountId = me["id"].as_i64().unwrap();
         let messaging = server.platform.messaging_service();
+        register_apps(server.platform.db(), &["news"]).await;
         let (news, template) = (appid("news"), shipped());
         messaging
             .subscribe(

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 
 use crate::support::{
     PAYMENT_PROBE, RED_ENVELOPE, SHOP, TestServer, config, on_each_engine, password_of,
+    register_apps,
 };
 
 const PIN: &str = "274901";
@@ -53,6 +54,7 @@ fn order(app: &str, payer: i64, no: &str, amount: u64) -> NewOrder {
 
 async fn payments(url: &str) -> (Db, Arc<Payments>) {
     let db = Db::connect(url).await.unwrap();
+    register_apps(&db, &["shop", "cafe"]).await;
     (
         db.clone(),
         Arc::new(Payments::new(
@@ -1325,6 +1327,82 @@ async fn a_deleted_app_leaves_no_money_and_no_appid_behind() {
         }
         assert_balanced(server.platform.db()).await;
         server.stop().await;
+        test_db
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_of_a_deleted_app_take_no_money() {
+    on_each_engine(|_, test_db| async move {
+        let (db, payments) = payments(&test_db.url).await;
+        let alice = 1;
+        payments.top_up(alice, 10_000).await.unwrap();
+        payments
+            .set_pin(alice, Pin::parse(PIN).unwrap())
+            .await
+            .unwrap();
+        let open = payments
+            .create_order(order("cafe", alice, "order-0001", 500))
+            .await
+            .unwrap();
+        db.delete_app(&appid("cafe")).await.unwrap();
+
+        // Its open order was closed with it.
+        let err = payments.confirm(alice, &open, PIN).await.unwrap_err();
+        assert!(matches!(err, PaymentError::Conflict(_)), "{err:?}");
+        // A call still running asks for an order: refused, nothing stored.
+        let err = payments
+            .create_order(order("cafe", alice, "order-0002", 500))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, PaymentError::Denied(detail) if detail.contains("deleted")),
+            "{err:?}"
+        );
+        assert!(
+            db.order_by_number(&appid("cafe"), "order-0002")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // An order that a creation racing the delete left open is refused
+        // at confirmation.
+        let pool = sqlx::AnyPool::connect(&test_db.url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO pay_orders (prepay_id, appid, out_trade_no, channel, payer_id, \
+             payer_openid, amount, description, attach, state, created_at, expires_at) \
+             VALUES ('wx-escaped', 'cafe', 'order-0003', 'release', 1, 'openid-of-1', 500, \
+             'tea', '', 'NOTPAY', 0, 9000000000000)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let err = payments
+            .confirm(alice, "wx-escaped", PIN)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, PaymentError::Conflict(detail) if detail.contains("deleted")),
+            "{err:?}"
+        );
+        assert_eq!(
+            payments
+                .balance(&MoneyAccount::Wallet(alice))
+                .await
+                .unwrap(),
+            10_000
+        );
+        assert_eq!(
+            payments
+                .balance(&MoneyAccount::Merchant(appid("cafe")))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_balanced(&db).await;
+        db.close().await;
         test_db
     })
     .await;

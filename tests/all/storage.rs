@@ -4,6 +4,7 @@
 //! `notes` and `leaderboard` samples over HTTP.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use miniapp::db::Db;
 use miniapp::domain::AppId;
@@ -11,7 +12,7 @@ use miniapp::storage::{Applied, Op, Partition, Quotas, Storage, StorageError};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{LEADERBOARD, NOTES, TestServer, config, on_each_engine};
+use crate::support::{LEADERBOARD, NOTES, TestServer, config, on_each_engine, register_apps};
 
 fn appid(name: &str) -> AppId {
     name.parse().unwrap()
@@ -26,6 +27,13 @@ fn set(key: &str, value: impl Into<Vec<u8>>) -> Op {
 
 async fn storage(url: &str) -> (Db, Storage) {
     let db = Db::connect(url).await.unwrap();
+    register_apps(
+        &db,
+        &[
+            "app-x", "app-y", "quota", "batch", "counter", "pages", "notes",
+        ],
+    )
+    .await;
     (db.clone(), Storage::new(db))
 }
 
@@ -646,6 +654,94 @@ async fn a_call_waiting_on_the_database_ends_at_its_deadline() {
             .unwrap()
             .unwrap();
         assert_eq!(entry.value, b"one");
+        db.close().await;
+        test_db
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_running_on_after_its_app_is_deleted_writes_nothing() {
+    on_each_engine(|engine, test_db| async move {
+        let (db, storage) = storage(&test_db.url).await;
+        let storage = Arc::new(storage);
+        let quotas = Quotas::default();
+        let (user, app) = (
+            Partition::user(appid("app-x"), 5),
+            Partition::app(appid("app-x")),
+        );
+        storage
+            .apply(&user, &quotas, vec![set("before", "1")])
+            .await
+            .unwrap();
+        db.delete_app(&appid("app-x")).await.unwrap();
+        // What a call still running asks for after the delete.
+        for partition in [&user, &app] {
+            let err = storage
+                .apply(partition, &quotas, vec![set("after", "2")])
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StorageError::Denied(_)), "{err}");
+            assert!(err.to_string().contains("deleted"), "{err}");
+            for key in ["before", "after"] {
+                assert!(storage.get(partition, key).await.unwrap().is_none());
+            }
+            assert_eq!(db.kv_usage(partition).await.unwrap(), (0, 0));
+        }
+        // Other apps write on.
+        let other = Partition::user(appid("app-y"), 5);
+        storage
+            .apply(&other, &quotas, vec![set("k", "v")])
+            .await
+            .unwrap();
+
+        if engine == "postgres" {
+            // A write in flight when the delete starts: it waits on a row
+            // another transaction inserted, so it is mid-transaction. Its
+            // partition is new, so it holds no row the delete would wait
+            // on: only the app's hold keeps the delete waiting.
+            let fresh = Partition::user(appid("app-y"), 6);
+            let pool = sqlx::AnyPool::connect(&test_db.url).await.unwrap();
+            let mut holder = pool.begin().await.unwrap();
+            sqlx::query(
+                "INSERT INTO kv (appid, owner_id, key, value, version, updated_at) \
+                 VALUES ('app-y', 6, 'held', 'x'::bytea, 1, 0)",
+            )
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+            let write = tokio::spawn({
+                let (storage, fresh) = (storage.clone(), fresh.clone());
+                async move {
+                    storage
+                        .apply(&fresh, &Quotas::default(), vec![set("held", "mine")])
+                        .await
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(!write.is_finished(), "the write must wait on the held row");
+            let delete = tokio::spawn({
+                let db = db.clone();
+                async move { db.delete_app(&appid("app-y")).await }
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(
+                !delete.is_finished(),
+                "the delete must wait for the write in flight"
+            );
+            holder.rollback().await.unwrap();
+            write.await.unwrap().unwrap();
+            delete.await.unwrap().unwrap();
+            let left: i64 = sqlx::query_scalar(
+                "SELECT (SELECT count(*) FROM kv WHERE appid = 'app-y') \
+                 + (SELECT count(*) FROM kv_usage WHERE appid = 'app-y')",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert_eq!(left, 0, "the write in flight is deleted with its app");
+            pool.close().await;
+        }
         db.close().await;
         test_db
     })

@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::sync::Once;
 use std::sync::{Arc, Mutex};
 
+pub use crate::fixtures::register_apps;
 use miniapp::Server;
 use miniapp::config::ServeConfig;
 use reqwest::StatusCode;

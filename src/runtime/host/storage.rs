@@ -29,6 +29,7 @@ fn to_guest(err: StorageError) -> Error {
         StorageError::Invalid(detail) => Error::Invalid(detail),
         StorageError::QuotaExceeded(detail) => Error::QuotaExceeded(detail),
         StorageError::Conflict(detail) => Error::Conflict(detail),
+        StorageError::Denied(detail) => Error::Denied(detail),
         StorageError::Unavailable(cause) => {
             tracing::warn!(error = format!("{cause:#}"), "storage unavailable");
             Error::Unavailable("the platform's storage is unavailable; retry later".into())
