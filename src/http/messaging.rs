@@ -192,12 +192,15 @@ pub async fn stream(
                     .unwrap_or_else(|_| Event::default().comment("unserializable message"));
                 return Some((Ok(event), s));
             }
-            // Ends with its session: signed out or revoked, no more messages.
+            let messaging = s.state.platform.messaging_service();
+            let batch = messaging.inbox(account, s.last, STREAM_BATCH).await;
+            // Ends with its session: signed out or revoked, no more
+            // messages. Checked after the read, so a message sent after the
+            // session ended is never delivered.
             if s.state.platform.authenticate(&s.token).await.is_err() {
                 return None;
             }
-            let messaging = s.state.platform.messaging_service();
-            match messaging.inbox(account, s.last, STREAM_BATCH).await {
+            match batch {
                 Ok(messages) if !messages.is_empty() => {
                     s.pending.extend(messages);
                     continue;

@@ -184,22 +184,29 @@ impl Platform {
     /// The account behind a bearer token, if the session is live.
     pub async fn authenticate(&self, token: &str) -> Result<Account, PlatformError> {
         let digest = accounts::secret_digest(token);
-        if let Some(cached) = lock(&self.sessions).get(&digest)
-            && cached.fresh()
-        {
-            return Ok(cached.value.clone());
-        }
+        let revocations = {
+            let sessions = lock(&self.sessions);
+            if let Some(cached) = sessions.cached.get(&digest)
+                && cached.fresh()
+            {
+                return Ok(cached.value.clone());
+            }
+            sessions.revocations
+        };
         let Some(account) = self.db.session_account(&digest).await? else {
-            lock(&self.sessions).remove(&digest);
+            lock(&self.sessions).cached.remove(&digest);
             return Err(PlatformError::Unauthenticated(
                 "the token is unknown, expired or revoked: sign in again".into(),
             ));
         };
         let mut sessions = lock(&self.sessions);
-        if sessions.len() >= MAX_CACHED_SESSIONS {
-            sessions.clear();
+        // A revocation meanwhile may be of this session, read before it.
+        if sessions.revocations == revocations {
+            if sessions.cached.len() >= MAX_CACHED_SESSIONS {
+                sessions.cached.clear();
+            }
+            sessions.cached.insert(digest, Cached::new(account.clone()));
         }
-        sessions.insert(digest, Cached::new(account.clone()));
         Ok(account)
     }
 
@@ -207,7 +214,9 @@ impl Platform {
     pub async fn logout(&self, token: &str) -> Result<(), PlatformError> {
         let digest = accounts::secret_digest(token);
         self.db.revoke_session(&digest).await?;
-        lock(&self.sessions).remove(&digest);
+        let mut sessions = lock(&self.sessions);
+        sessions.revocations += 1;
+        sessions.cached.remove(&digest);
         Ok(())
     }
 
@@ -229,7 +238,11 @@ impl Platform {
     }
 
     fn forget_sessions_of(&self, account: &Account) {
-        lock(&self.sessions).retain(|_, cached| cached.value.id != account.id);
+        let mut sessions = lock(&self.sessions);
+        sessions.revocations += 1;
+        sessions
+            .cached
+            .retain(|_, cached| cached.value.id != account.id);
     }
 
     /// Replaces an account's roles (admin only).

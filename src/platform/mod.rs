@@ -168,6 +168,15 @@ impl<T> Cached<T> {
     }
 }
 
+/// The sessions a node has checked lately, by token digest.
+#[derive(Default)]
+struct Sessions {
+    cached: HashMap<String, Cached<Account>>,
+    /// Counts revocations on this node: a check that read a session before
+    /// a revocation does not cache it after.
+    revocations: u64,
+}
+
 /// The most sessions a node caches; past it the cache starts over.
 const MAX_CACHED_SESSIONS: usize = 10_000;
 
@@ -196,7 +205,7 @@ pub struct Platform {
     dispatcher: Mutex<Option<outbox::Dispatcher>>,
     settings: PlatformSettings,
     routes: Mutex<HashMap<AppId, Cached<AppRoute>>>,
-    sessions: Mutex<HashMap<String, Cached<Account>>>,
+    sessions: Mutex<Sessions>,
     programs: Mutex<HashMap<(AppId, i64), Arc<Ready>>>,
     loading: Mutex<HashMap<(AppId, i64), Arc<Loading>>>,
     usage: UsageRecorder,
@@ -237,7 +246,7 @@ impl Platform {
             identity,
             settings,
             routes: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
             programs: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
             usage,
