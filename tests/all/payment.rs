@@ -38,6 +38,10 @@ async fn assert_balanced(db: &Db) {
     assert_eq!(entries, 0, "the ledger's entries must sum to zero");
 }
 
+async fn balance(payments: &Payments, account: MoneyAccount) -> u64 {
+    payments.balance(&account).await.unwrap()
+}
+
 fn order(app: &str, payer: i64, no: &str, amount: u64) -> NewOrder {
     NewOrder {
         appid: appid(app),
@@ -241,18 +245,9 @@ async fn orders_confirmations_and_pins() {
             .unwrap();
         assert_eq!(paid.state, OrderState::Success);
         assert!(paid.paid_at.is_some());
+        assert_eq!(balance(&payments, MoneyAccount::Wallet(alice)).await, 8_800);
         assert_eq!(
-            payments
-                .balance(&MoneyAccount::Wallet(alice))
-                .await
-                .unwrap(),
-            8_800
-        );
-        assert_eq!(
-            payments
-                .balance(&MoneyAccount::Merchant(appid("shop")))
-                .await
-                .unwrap(),
+            balance(&payments, MoneyAccount::Merchant(appid("shop"))).await,
             1_200
         );
 
@@ -271,13 +266,7 @@ async fn orders_confirmations_and_pins() {
                 .state,
             OrderState::NotPay
         );
-        assert_eq!(
-            payments
-                .balance(&MoneyAccount::Wallet(alice))
-                .await
-                .unwrap(),
-            8_800
-        );
+        assert_eq!(balance(&payments, MoneyAccount::Wallet(alice)).await, 8_800);
 
         // Closing: an unpaid order closes (twice is fine) and cannot be paid.
         payments
@@ -417,13 +406,7 @@ async fn refunds_and_payouts_are_idempotent_and_bounded() {
             (first.refunded_total, second.refunded_total),
             (2_000, 2_000)
         );
-        assert_eq!(
-            payments
-                .balance(&MoneyAccount::Wallet(alice))
-                .await
-                .unwrap(),
-            7_000
-        );
+        assert_eq!(balance(&payments, MoneyAccount::Wallet(alice)).await, 7_000);
         assert!(matches!(
             payments
                 .refund(&shop, refund("order-0001", "refund-0001", 2_001))
@@ -469,10 +452,7 @@ async fn refunds_and_payouts_are_idempotent_and_bounded() {
         ));
         // The merchant now holds 5000 - 4998 fen.
         assert_eq!(
-            payments
-                .balance(&MoneyAccount::Merchant(shop.clone()))
-                .await
-                .unwrap(),
+            balance(&payments, MoneyAccount::Merchant(shop.clone())).await,
             2
         );
 
@@ -491,7 +471,7 @@ async fn refunds_and_payouts_are_idempotent_and_bounded() {
             .payout(&shop, payout("prize-0001", 2, 1))
             .await
             .unwrap();
-        assert_eq!(payments.balance(&MoneyAccount::Wallet(2)).await.unwrap(), 1);
+        assert_eq!(balance(&payments, MoneyAccount::Wallet(2)).await, 1);
         assert!(matches!(
             payments.payout(&shop, payout("prize-0001", 3, 1)).await,
             Err(PaymentError::Conflict(_))
@@ -501,10 +481,7 @@ async fn refunds_and_payouts_are_idempotent_and_bounded() {
             Err(PaymentError::InsufficientFunds(_))
         ));
         assert_eq!(
-            payments
-                .balance(&MoneyAccount::Merchant(shop.clone()))
-                .await
-                .unwrap(),
+            balance(&payments, MoneyAccount::Merchant(shop.clone())).await,
             1
         );
         // Refunds past the merchant's balance fail the same way.
@@ -533,10 +510,7 @@ async fn refunds_and_payouts_are_idempotent_and_bounded() {
         let total: i64 = statement.iter().map(|entry| entry.amount).sum();
         assert_eq!(
             total as u64,
-            payments
-                .balance(&MoneyAccount::Wallet(alice))
-                .await
-                .unwrap()
+            balance(&payments, MoneyAccount::Wallet(alice)).await
         );
         assert_balanced(&db).await;
         db.close().await;
@@ -1388,17 +1362,11 @@ async fn orders_of_a_deleted_app_take_no_money() {
             "{err:?}"
         );
         assert_eq!(
-            payments
-                .balance(&MoneyAccount::Wallet(alice))
-                .await
-                .unwrap(),
+            balance(&payments, MoneyAccount::Wallet(alice)).await,
             10_000
         );
         assert_eq!(
-            payments
-                .balance(&MoneyAccount::Merchant(appid("cafe")))
-                .await
-                .unwrap(),
+            balance(&payments, MoneyAccount::Merchant(appid("cafe"))).await,
             0
         );
         assert_balanced(&db).await;
