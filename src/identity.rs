@@ -101,18 +101,20 @@ impl Identity {
         Ok(profile)
     }
 
-    /// A fresh one-time login code for `account` in `appid`.
+    /// A fresh one-time login code for `account` in `appid`; `None` when
+    /// the app is gone (deleted while the call asking ran).
     pub async fn issue_login_code(
         &self,
         appid: &AppId,
         account: AccountId,
-    ) -> anyhow::Result<String> {
+    ) -> anyhow::Result<Option<String>> {
         let code = hex::encode(rand::random::<[u8; 16]>());
         let expires_at = now_ms() + LOGIN_CODE_TTL.as_millis() as i64;
-        self.db
+        let stored = self
+            .db
             .insert_login_code(&accounts::secret_digest(&code), appid, account, expires_at)
             .await?;
-        Ok(code)
+        Ok(stored.then_some(code))
     }
 
     /// The app's server trades a login code, with the app's secret, for the

@@ -208,24 +208,28 @@ impl Db {
         Ok(row.is_some())
     }
 
-    /// Records a grant (again granting changes nothing).
+    /// Records a grant (again granting changes nothing); false when there
+    /// is no such app.
     pub async fn grant(
         &self,
         account: AccountId,
         appid: &AppId,
         scope: Scope,
-    ) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO grants (account_id, appid, scope, granted_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (account_id, appid, scope) DO NOTHING",
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.begin_for_app(appid.as_str()).await?;
+        let recorded = sqlx::query(
+            "INSERT INTO grants (account_id, appid, scope, granted_at) \
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM apps WHERE appid = $2) \
+             ON CONFLICT (account_id, appid, scope) DO UPDATE SET granted_at = grants.granted_at",
         )
         .bind(account)
         .bind(appid.as_str())
         .bind(scope.as_str())
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(recorded.rows_affected() == 1)
     }
 
     pub async fn revoke_grant(
@@ -262,24 +266,28 @@ impl Db {
             .collect()
     }
 
+    /// Stores a login code; false when there is no such app (a call
+    /// still running after its app was deleted).
     pub async fn insert_login_code(
         &self,
         code_sha256: &str,
         appid: &AppId,
         account: AccountId,
         expires_at: i64,
-    ) -> anyhow::Result<()> {
-        sqlx::query(
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.begin_for_app(appid.as_str()).await?;
+        let stored = sqlx::query(
             "INSERT INTO login_codes (code_sha256, appid, account_id, expires_at) \
-             VALUES ($1, $2, $3, $4)",
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM apps WHERE appid = $2)",
         )
         .bind(code_sha256)
         .bind(appid.as_str())
         .bind(account)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(stored.rows_affected() == 1)
     }
 
     /// Marks a login code used and returns its account, if the code is

@@ -205,16 +205,26 @@ async fn lock_app(tx: &mut Transaction<'_, Any>, appid: &AppId) -> anyhow::Resul
 const APP_HOLD_CLASS: i32 = 0x6d61;
 
 impl Db {
-    /// Keeps `appid` from being deleted until `tx` ends, for a write that
-    /// may race the app's deletion: a storage write of a call still
-    /// running, an order's settlement, a user's message or subscription to
-    /// the app. The write checks in a later statement that the app exists.
-    /// On PostgreSQL a shared advisory lock, which
-    /// [`Db::delete_app`] takes exclusively: a delete waits for the writes
-    /// in flight, and writes that come after it wait for it and then find
-    /// the app gone (they check in a later statement, with a fresh
-    /// snapshot). On SQLite nothing: the first write of a transaction takes
-    /// the database's one write lock, which serializes them anyway.
+    /// Begins a transaction for a write that may race `appid`'s deletion:
+    /// a storage write of a call still running, a user's message,
+    /// subscription, grant or launch, a login code, an order's settlement.
+    /// The write checks in a statement of the transaction that the app
+    /// exists. On PostgreSQL the transaction first takes a shared advisory
+    /// lock that [`Db::delete_app`] takes exclusively: a delete waits for
+    /// the writes in flight, and writes that come after it wait for it and
+    /// then find the app gone (they check in a later statement, with a
+    /// fresh snapshot). On SQLite the first write of a transaction takes
+    /// the database's one write lock, which orders them anyway.
+    pub(super) async fn begin_for_app(
+        &self,
+        appid: &str,
+    ) -> anyhow::Result<Transaction<'static, Any>> {
+        let mut tx = self.pool.begin().await?;
+        self.hold_app(&mut tx, appid).await?;
+        Ok(tx)
+    }
+
+    /// The hold of [`Db::begin_for_app`], in a transaction already begun.
     pub(super) async fn hold_app(
         &self,
         tx: &mut Transaction<'_, Any>,
@@ -805,7 +815,7 @@ impl Db {
         let mut tx = self.pool.begin().await?;
         lock_app(&mut tx, appid).await?;
         if self.engine == Engine::Postgres {
-            // Waits for the writes in flight (see `hold_app`). Advisory
+            // Waits for the writes in flight (see `begin_for_app`). Advisory
             // locks queue fairly, so a stream of writes cannot starve this.
             sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
                 .bind(APP_HOLD_CLASS)
@@ -952,7 +962,8 @@ impl Db {
             .collect()
     }
 
-    /// Records that a user opened an app. Returns the launch's id.
+    /// Records that a user opened an app. Returns the launch's id, or
+    /// `None` when there is no such app (deleted meanwhile).
     #[allow(clippy::too_many_arguments)]
     pub async fn insert_launch(
         &self,
@@ -963,10 +974,12 @@ impl Db {
         path: &str,
         query: &str,
         scene: Scene,
-    ) -> anyhow::Result<i64> {
+    ) -> anyhow::Result<Option<i64>> {
+        let mut tx = self.begin_for_app(appid.as_str()).await?;
         let row = sqlx::query(
             "INSERT INTO launches (appid, account_id, version, channel, path, query, scene, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             WHERE EXISTS (SELECT 1 FROM apps WHERE appid = $1) RETURNING id",
         )
         .bind(appid.as_str())
         .bind(account)
@@ -976,9 +989,11 @@ impl Db {
         .bind(query)
         .bind(scene.as_str())
         .bind(now_ms())
-        .fetch_one(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(row.try_get(0)?)
+        let id = row.map(|row| row.try_get(0)).transpose()?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// How many launches an app has had, by scene.

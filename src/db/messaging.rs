@@ -206,8 +206,7 @@ impl Db {
         text: &str,
         now: i64,
     ) -> Result<String, MessagingError> {
-        let mut tx = self.pool.begin().await?;
-        self.hold_app(&mut tx, appid.as_str()).await?;
+        let mut tx = self.begin_for_app(appid.as_str()).await?;
         let opened = sqlx::query(
             "INSERT INTO msg_conversations (appid, account_id, openid, last_user_message_at, \
              replies_since) SELECT $1, $2, $3, $4, 0 \
@@ -269,8 +268,7 @@ impl Db {
             SubscriptionKind::OneTime => (1, 0),
             SubscriptionKind::LongTerm => (0, 1),
         };
-        let mut tx = self.pool.begin().await?;
-        self.hold_app(&mut tx, appid.as_str()).await?;
+        let mut tx = self.begin_for_app(appid.as_str()).await?;
         let row = sqlx::query(
             "INSERT INTO msg_subscriptions (account_id, appid, template_id, openid, one_time, \
              long_term, updated_at) SELECT $1, $2, $3, $4, $5, $6, $7 \

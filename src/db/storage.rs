@@ -36,7 +36,7 @@ impl Db {
     /// Applies writes in one transaction, keeping the partition's usage in
     /// step and within `limit_bytes`. The first write locks the partition's
     /// usage row, so writes to one partition never interleave; it also
-    /// checks that the app still exists (see [`Db::hold_app`]).
+    /// checks that the app still exists (see [`Db::begin_for_app`]).
     pub async fn kv_apply(
         &self,
         partition: &Partition,
@@ -44,8 +44,7 @@ impl Db {
         limit_bytes: u64,
     ) -> Result<Vec<Applied>, StorageError> {
         let (appid, owner) = (partition.appid.as_str(), partition.owner);
-        let mut tx = self.pool.begin().await?;
-        self.hold_app(&mut tx, appid).await?;
+        let mut tx = self.begin_for_app(appid).await?;
         // A call may still run when its app is deleted: its writes after
         // that find no app and store nothing.
         let usage = sqlx::query(

@@ -311,10 +311,10 @@ impl Platform {
         appid: &AppId,
         scope: Scope,
     ) -> Result<(), PlatformError> {
-        if self.db.app(appid).await?.is_none() {
+        if !self.db.grant(account.id, appid, scope).await? {
             return Err(PlatformError::NotFound(format!("app {appid} not found")));
         }
-        Ok(self.db.grant(account.id, appid, scope).await?)
+        Ok(())
     }
 
     /// A user refuses or revokes a scope (revoking what was never granted

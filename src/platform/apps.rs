@@ -599,7 +599,8 @@ impl Platform {
                 query,
                 scene,
             )
-            .await?;
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(format!("app {appid} not found")))?;
         let prefix = match channel {
             Channel::Release => "apps",
             Channel::Trial => "trial",

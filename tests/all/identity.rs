@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{HELLO, TestServer, WHOAMI, config, on_each_engine};
+use crate::support::{HELLO, TestServer, WHOAMI, config, on_each_engine, register_apps};
 
 fn whoami_manifest(scopes: &[&str]) -> Value {
     json!({"name": "Who am I", "version": "1.0.0", "capabilities": ["identity"], "scopes": scopes})
@@ -303,6 +303,57 @@ async fn login_codes_work_once_for_their_own_app_before_they_expire() {
         assert_eq!(status, StatusCode::OK);
         server.stop().await;
         db
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_codes_and_launches_for_a_deleted_app_store_nothing() {
+    use miniapp::db::Db;
+    use miniapp::domain::AppId;
+    use miniapp::lifecycle::{Scene, Scope};
+
+    on_each_engine(|_, test_db| async move {
+        let db = Db::connect(&test_db.url).await.unwrap();
+        register_apps(&db, &["gone"]).await;
+        let user = db
+            .account_by_username(&"app-owner".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        let gone: AppId = "gone".parse().unwrap();
+        let code = |n: u8| format!("{n:064}");
+        let launch = || db.insert_launch(&gone, user, 1, "release", "/", "", Scene::Link);
+        assert!(db.grant(user, &gone, Scope::Profile).await.unwrap());
+        assert!(
+            db.grant(user, &gone, Scope::Profile).await.unwrap(),
+            "again"
+        );
+        assert!(
+            db.insert_login_code(&code(1), &gone, user, i64::MAX)
+                .await
+                .unwrap()
+        );
+        assert!(launch().await.unwrap().is_some());
+
+        // What a call or a user still at it asks for after the delete.
+        db.delete_app(&gone).await.unwrap();
+        assert!(!db.grant(user, &gone, Scope::Profile).await.unwrap());
+        assert!(
+            !db.insert_login_code(&code(2), &gone, user, i64::MAX)
+                .await
+                .unwrap()
+        );
+        assert!(launch().await.unwrap().is_none());
+        assert!(db.grants(user).await.unwrap().is_empty());
+        assert!(db.launch_counts(&gone).await.unwrap().is_empty());
+        assert_eq!(
+            db.redeem_login_code(&code(2), &gone, 0).await.unwrap(),
+            None
+        );
+        db.close().await;
+        test_db
     })
     .await;
 }

@@ -89,7 +89,11 @@ impl Host for CallState {
             Err(denied) => return Ok(Err(denied)),
         };
         match grant.service.issue_login_code(&grant.appid, account).await {
-            Ok(code) => Ok(Ok(code)),
+            Ok(Some(code)) => Ok(Ok(code)),
+            Ok(None) => Ok(Err(Error::Denied(format!(
+                "app {} no longer exists: it was deleted",
+                grant.appid
+            )))),
             Err(err) => {
                 tracing::warn!(error = %err, "identity.login-code: database unavailable");
                 Ok(Err(Error::Unavailable(
