@@ -201,13 +201,13 @@ async fn lock_app(tx: &mut Transaction<'_, Any>, appid: &AppId) -> anyhow::Resul
 }
 
 /// Advisory-lock class of the lock that keeps an app from being deleted
-/// while a call's write for it is in flight (PostgreSQL only).
+/// while a write for it is in flight (PostgreSQL only).
 const APP_HOLD_CLASS: i32 = 0x6d61;
 
 impl Db {
     /// Begins a transaction for a write that may race `appid`'s deletion:
-    /// a storage write of a call still running, a user's message,
-    /// subscription, grant or launch, a login code, an order's settlement.
+    /// a storage write, order or login code of a call still running, a
+    /// user's message, subscription, grant or launch.
     /// The write checks in a statement of the transaction that the app
     /// exists. On PostgreSQL the transaction first takes a shared advisory
     /// lock that [`Db::delete_app`] takes exclusively: a delete waits for
@@ -220,24 +220,14 @@ impl Db {
         appid: &str,
     ) -> anyhow::Result<Transaction<'static, Any>> {
         let mut tx = self.pool.begin().await?;
-        self.hold_app(&mut tx, appid).await?;
-        Ok(tx)
-    }
-
-    /// The hold of [`Db::begin_for_app`], in a transaction already begun.
-    pub(super) async fn hold_app(
-        &self,
-        tx: &mut Transaction<'_, Any>,
-        appid: &str,
-    ) -> anyhow::Result<()> {
         if self.engine == Engine::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock_shared($1, hashtext($2))")
                 .bind(APP_HOLD_CLASS)
                 .bind(appid)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
         }
-        Ok(())
+        Ok(tx)
     }
 }
 

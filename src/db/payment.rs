@@ -12,7 +12,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Db, Engine};
+use super::Db;
 use crate::accounts::AccountId;
 use crate::domain::{AppId, DAY_MS, day_name};
 use crate::payment::{
@@ -126,7 +126,8 @@ async fn transfer(
 
 impl Db {
     /// Creates an order, or returns the prepay id of the same order created
-    /// before.
+    /// before. Held against the app's deletion (see [`Db::begin_for_app`]),
+    /// so every unpaid order of a deleted app was closed by the delete.
     pub async fn create_order(
         &self,
         new: &NewOrder,
@@ -134,6 +135,7 @@ impl Db {
         now: i64,
         expires_at: i64,
     ) -> Result<String, PaymentError> {
+        let mut tx = self.begin_for_app(new.appid.as_str()).await?;
         let created = sqlx::query(
             "INSERT INTO pay_orders (prepay_id, appid, out_trade_no, channel, payer_id, \
              payer_openid, amount, description, attach, state, created_at, expires_at) \
@@ -152,9 +154,10 @@ impl Db {
         .bind(&new.attach)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
         if created == 1 {
             return Ok(prepay_id.to_string());
         }
@@ -245,23 +248,9 @@ impl Db {
         now: i64,
     ) -> Result<Order, PaymentError> {
         let mut tx = self.pool.begin().await?;
-        if self.engine == Engine::Postgres {
-            // An order created just before its app was deleted may have
-            // escaped the delete's closing of unpaid orders: hold the app,
-            // then claim the order only while the app exists.
-            let appid = sqlx::query("SELECT appid FROM pay_orders WHERE prepay_id = $1")
-                .bind(prepay_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = appid {
-                let appid: String = row.try_get(0)?;
-                self.hold_app(&mut tx, &appid).await?;
-            }
-        }
         let row = sqlx::query(&format!(
             "UPDATE pay_orders SET state = 'SUCCESS', paid_at = $1 \
              WHERE prepay_id = $2 AND payer_id = $3 AND state = 'NOTPAY' AND expires_at > $1 \
-             AND EXISTS (SELECT 1 FROM apps WHERE apps.appid = pay_orders.appid) \
              RETURNING {ORDER_COLUMNS}"
         ))
         .bind(now)
@@ -282,10 +271,6 @@ impl Db {
                     OrderState::Closed => {
                         PaymentError::Conflict(format!("order {prepay_id} is closed"))
                     }
-                    // Open and in time, yet not claimed: its app is gone.
-                    OrderState::NotPay => PaymentError::Conflict(format!(
-                        "order {prepay_id} is closed: its app was deleted"
-                    )),
                     _ => PaymentError::Conflict(format!("order {prepay_id} is already paid")),
                 },
                 _ => PaymentError::NotFound(format!("no order {prepay_id} to pay")),
