@@ -38,6 +38,15 @@ async fn assert_balanced(db: &Db) {
     assert_eq!(entries, 0, "the ledger's entries must sum to zero");
 }
 
+/// Gives `payer` money and a PIN.
+async fn funded_payer(payments: &Payments, payer: i64, fen: u64) {
+    payments.top_up(payer, fen).await.unwrap();
+    payments
+        .set_pin(payer, Pin::parse(PIN).unwrap())
+        .await
+        .unwrap();
+}
+
 async fn balance(payments: &Payments, account: MoneyAccount) -> u64 {
     payments.balance(&account).await.unwrap()
 }
@@ -370,11 +379,7 @@ async fn refunds_and_payouts_are_idempotent_and_bounded() {
         let (db, payments) = payments(&test_db.url).await;
         let shop = appid("shop");
         let alice = 1;
-        payments.top_up(alice, 10_000).await.unwrap();
-        payments
-            .set_pin(alice, Pin::parse(PIN).unwrap())
-            .await
-            .unwrap();
+        funded_payer(&payments, alice, 10_000).await;
         let refund = |no: &str, refund_no: &str, amount| RefundRequest {
             out_trade_no: no.into(),
             out_refund_no: refund_no.into(),
@@ -1311,11 +1316,7 @@ async fn orders_of_a_deleted_app_take_no_money() {
     on_each_engine(|engine, test_db| async move {
         let (db, payments) = payments(&test_db.url).await;
         let alice = 1;
-        payments.top_up(alice, 10_000).await.unwrap();
-        payments
-            .set_pin(alice, Pin::parse(PIN).unwrap())
-            .await
-            .unwrap();
+        funded_payer(&payments, alice, 10_000).await;
         let open = payments
             .create_order(order("cafe", alice, "order-0001", 500))
             .await
