@@ -216,20 +216,17 @@ impl Db {
         appid: &AppId,
         scope: Scope,
     ) -> anyhow::Result<bool> {
-        let mut tx = self.begin_for_app(appid.as_str()).await?;
-        let recorded = sqlx::query(
+        let grant = sqlx::query(
             "INSERT INTO grants (account_id, appid, scope, granted_at) \
              SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM apps WHERE appid = $2) \
-             ON CONFLICT (account_id, appid, scope) DO UPDATE SET granted_at = grants.granted_at",
+             ON CONFLICT (account_id, appid, scope) DO UPDATE SET granted_at = grants.granted_at \
+             RETURNING 1",
         )
         .bind(account)
         .bind(appid.as_str())
         .bind(scope.as_str())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(recorded.rows_affected() == 1)
+        .bind(now_ms());
+        Ok(self.write_for_app(appid.as_str(), grant).await?.is_some())
     }
 
     pub async fn revoke_grant(
@@ -275,19 +272,16 @@ impl Db {
         account: AccountId,
         expires_at: i64,
     ) -> anyhow::Result<bool> {
-        let mut tx = self.begin_for_app(appid.as_str()).await?;
-        let stored = sqlx::query(
+        let code = sqlx::query(
             "INSERT INTO login_codes (code_sha256, appid, account_id, expires_at) \
-             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM apps WHERE appid = $2)",
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM apps WHERE appid = $2) \
+             RETURNING 1",
         )
         .bind(code_sha256)
         .bind(appid.as_str())
         .bind(account)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(stored.rows_affected() == 1)
+        .bind(expires_at);
+        Ok(self.write_for_app(appid.as_str(), code).await?.is_some())
     }
 
     /// Marks a login code used and returns its account, if the code is

@@ -1,7 +1,8 @@
 //! Apps, their versions through the lifecycle, releases, testers, the audit
 //! log, the directory and launches.
 
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 use sqlx::{Any, Row, Transaction};
 
 use super::{Db, Engine, now_ms};
@@ -229,6 +230,29 @@ impl Db {
         }
         Ok(tx)
     }
+
+    /// Runs one statement that writes for `appid` only while the app
+    /// exists (its own `EXISTS` check) and returns a row when it wrote, held
+    /// against the app's deletion as [`Db::begin_for_app`] holds. On SQLite
+    /// the statement alone is enough: it runs under the one write lock.
+    pub(super) async fn write_for_app<'q>(
+        &self,
+        appid: &str,
+        statement: Query<'q, Any, AnyArguments<'q>>,
+    ) -> anyhow::Result<Option<AnyRow>> {
+        if self.engine == Engine::Sqlite {
+            return Ok(statement.fetch_optional(&self.pool).await?);
+        }
+        let mut tx = self.begin_for_app(appid).await?;
+        let row = statement.fetch_optional(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+}
+
+/// What a write for an app deleted meanwhile answers.
+pub(crate) fn app_deleted(appid: &str) -> String {
+    format!("app {appid} no longer exists: it was deleted")
 }
 
 async fn audit(
@@ -965,8 +989,7 @@ impl Db {
         query: &str,
         scene: Scene,
     ) -> anyhow::Result<Option<i64>> {
-        let mut tx = self.begin_for_app(appid.as_str()).await?;
-        let row = sqlx::query(
+        let launch = sqlx::query(
             "INSERT INTO launches (appid, account_id, version, channel, path, query, scene, at) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
              WHERE EXISTS (SELECT 1 FROM apps WHERE appid = $1) RETURNING id",
@@ -978,12 +1001,9 @@ impl Db {
         .bind(path)
         .bind(query)
         .bind(scene.as_str())
-        .bind(now_ms())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let id = row.map(|row| row.try_get(0)).transpose()?;
-        tx.commit().await?;
-        Ok(id)
+        .bind(now_ms());
+        let row = self.write_for_app(appid.as_str(), launch).await?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?)
     }
 
     /// How many launches an app has had, by scene.

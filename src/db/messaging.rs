@@ -268,8 +268,7 @@ impl Db {
             SubscriptionKind::OneTime => (1, 0),
             SubscriptionKind::LongTerm => (0, 1),
         };
-        let mut tx = self.begin_for_app(appid.as_str()).await?;
-        let row = sqlx::query(
+        let subscribe = sqlx::query(
             "INSERT INTO msg_subscriptions (account_id, appid, template_id, openid, one_time, \
              long_term, updated_at) SELECT $1, $2, $3, $4, $5, $6, $7 \
              WHERE EXISTS (SELECT 1 FROM apps WHERE appid = $2) \
@@ -285,11 +284,11 @@ impl Db {
         .bind(openid)
         .bind(one_time)
         .bind(long_term)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| app_gone(appid))?;
-        tx.commit().await?;
+        .bind(now);
+        let row = self
+            .write_for_app(appid.as_str(), subscribe)
+            .await?
+            .ok_or_else(|| app_gone(appid))?;
         Ok(subscription(&row)?)
     }
 
@@ -401,5 +400,5 @@ fn subscription(row: &AnyRow) -> anyhow::Result<Subscription> {
 /// What a user's write to an app that is not there answers: the API
 /// checks that it exists first, so it was deleted meanwhile.
 fn app_gone(appid: &AppId) -> MessagingError {
-    MessagingError::NotFound(format!("no app {appid}: it does not exist or was deleted"))
+    MessagingError::NotFound(super::app_deleted(appid.as_str()))
 }

@@ -22,6 +22,7 @@ mod payment;
 mod storage;
 
 pub use accounts::Grant;
+pub(crate) use apps::app_deleted;
 pub use apps::{
     AppRecord, AuditEntry, Change, DirectoryEntry, LifecycleError, QueueEntry, Registration, Route,
     VersionRecord,

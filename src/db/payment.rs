@@ -135,13 +135,12 @@ impl Db {
         now: i64,
         expires_at: i64,
     ) -> Result<String, PaymentError> {
-        let mut tx = self.begin_for_app(new.appid.as_str()).await?;
-        let created = sqlx::query(
+        let create = sqlx::query(
             "INSERT INTO pay_orders (prepay_id, appid, out_trade_no, channel, payer_id, \
              payer_openid, amount, description, attach, state, created_at, expires_at) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'NOTPAY', $10, $11 \
              WHERE EXISTS (SELECT 1 FROM apps WHERE appid = $2) \
-             ON CONFLICT (appid, out_trade_no) DO NOTHING",
+             ON CONFLICT (appid, out_trade_no) DO NOTHING RETURNING 1",
         )
         .bind(prepay_id)
         .bind(new.appid.as_str())
@@ -153,12 +152,12 @@ impl Db {
         .bind(&new.description)
         .bind(&new.attach)
         .bind(now)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        if created == 1 {
+        .bind(expires_at);
+        if self
+            .write_for_app(new.appid.as_str(), create)
+            .await?
+            .is_some()
+        {
             return Ok(prepay_id.to_string());
         }
         // Neither inserted nor there before: the app is gone, deleted while
@@ -166,12 +165,7 @@ impl Db {
         let existing = self
             .order_by_number(&new.appid, &new.out_trade_no)
             .await?
-            .ok_or_else(|| {
-                PaymentError::Denied(format!(
-                    "app {} no longer exists: it was deleted",
-                    new.appid
-                ))
-            })?;
+            .ok_or_else(|| PaymentError::Denied(super::app_deleted(new.appid.as_str())))?;
         let same = existing.payer_id == new.payer_id
             && existing.amount == new.amount
             && existing.description == new.description

@@ -57,9 +57,7 @@ impl Db {
         .bind(owner)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| {
-            StorageError::Denied(format!("app {appid} no longer exists: it was deleted"))
-        })?;
+        .ok_or_else(|| StorageError::Denied(super::app_deleted(appid)))?;
         let (mut keys, mut bytes): (i64, i64) = (usage.try_get(0)?, usage.try_get(1)?);
         let bytes_before = bytes;
         let now = now_ms();

@@ -90,9 +90,8 @@ impl Host for CallState {
         };
         match grant.service.issue_login_code(&grant.appid, account).await {
             Ok(Some(code)) => Ok(Ok(code)),
-            Ok(None) => Ok(Err(Error::Denied(format!(
-                "app {} no longer exists: it was deleted",
-                grant.appid
+            Ok(None) => Ok(Err(Error::Denied(crate::db::app_deleted(
+                grant.appid.as_str(),
             )))),
             Err(err) => {
                 tracing::warn!(error = %err, "identity.login-code: database unavailable");
