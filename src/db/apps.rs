@@ -867,7 +867,7 @@ impl Db {
             "testers",
             "login_codes",
             "launches",
-            "calls",
+            "call_batches",
             "audit_log",
             "outbox",
             "msg_subscriptions",

@@ -600,7 +600,7 @@ struct UsageRecorder {
 }
 
 /// The most records the writer takes from its queue for one batch.
-const USAGE_BATCH: usize = 4 * crate::db::CALLS_PER_INSERT;
+const USAGE_BATCH: usize = 1024;
 
 /// How long the recorder lets records gather before writing a batch.
 const USAGE_LINGER: Duration = Duration::from_millis(10);

@@ -53,9 +53,10 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// events and usage records forgotten.
 const SWEEP: Duration = Duration::from_secs(60);
 
-/// Usage records deleted per statement by the sweep: small enough that the
-/// write lock is never held long, on SQLite most of all.
-const CALLS_FORGOTTEN_PER_STATEMENT: i64 = 5_000;
+/// Rows of usage records (each up to 1 MiB of records) deleted per
+/// statement by the sweep: few enough that the write lock is never held
+/// long, on SQLite most of all.
+const CALL_BATCHES_FORGOTTEN_PER_STATEMENT: i64 = 64;
 
 /// How long a delivered event stays in the outbox, for its developer to
 /// look at: 30 days. Events given up on stay until the app is deleted.
@@ -104,7 +105,7 @@ async fn run(platform: Weak<Platform>, wake: Arc<Notify>, mut stopped: watch::Re
             let cutoff = now_ms() - live.settings.call_retention.as_millis() as i64;
             match live
                 .db
-                .forget_calls(cutoff, CALLS_FORGOTTEN_PER_STATEMENT)
+                .forget_calls(cutoff, CALL_BATCHES_FORGOTTEN_PER_STATEMENT)
                 .await
             {
                 Ok(0) => {}

@@ -304,17 +304,31 @@ async fn usage_records_are_forgotten_after_their_retention() {
         let store = first.platform.db().clone();
         let cutoff = now_ms() - DEFAULT_CALL_RETENTION.as_millis() as i64;
         let record = |appid: &str, at: i64| usage_record(appid, version, at);
-        let mut records: Vec<_> = (1..=7).map(|ms| record("hello", cutoff - ms)).collect();
-        records.push(record("hello-too", cutoff - 1));
-        // Written by a call that finished as its app was deleted.
-        records.push(record("deleted", cutoff - 1));
+        // Seven rows of one app, each written alone, so they go in
+        // statements of three rows; one row of each other app.
+        for ms in 1..=7 {
+            store
+                .insert_calls(&[record("hello", cutoff - ms)])
+                .await
+                .unwrap();
+        }
+        // The second written by a call that finished as its app was deleted.
+        store
+            .insert_calls(&[
+                record("hello-too", cutoff - 1),
+                record("deleted", cutoff - 1),
+            ])
+            .await
+            .unwrap();
+        // One row holding a record on each side of the cutoff: rewritten
+        // with the later one alone.
         let at_cutoff = record("hello", cutoff);
-        records.push(at_cutoff.clone());
-        store.insert_calls(&records).await.unwrap();
+        store
+            .insert_calls(&[record("hello", cutoff - 8), at_cutoff.clone()])
+            .await
+            .unwrap();
 
-        // Seven of one app in chunks of three, one of each other; the
-        // record made at the cutoff and the fresh one stay.
-        assert_eq!(store.forget_calls(cutoff, 3).await.unwrap(), 9);
+        assert_eq!(store.forget_calls(cutoff, 3).await.unwrap(), 10);
         assert_eq!(store.forget_calls(cutoff, 3).await.unwrap(), 0);
         let ids = |listing: Value| -> Vec<String> {
             listing["calls"]
@@ -357,9 +371,10 @@ async fn usage_records_are_forgotten_after_their_retention() {
     .await;
 }
 
-/// The usage recorder writes a batch in several statements (at most 256
-/// records each) and retries a failed batch whole: so a batch is written in
-/// one transaction, all or nothing, and a retry never meets half of itself.
+/// The usage recorder writes a batch of records as rows of up to 64 per
+/// statement, and retries a failed batch whole: so a batch that needs
+/// several statements is one transaction, all or nothing, and a retry never
+/// meets half of itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_usage_records_is_written_whole_or_not_at_all() {
     on_each_engine(|_, db| async move {
@@ -368,27 +383,172 @@ async fn a_batch_of_usage_records_is_written_whole_or_not_at_all() {
         let store = server.platform.db().clone();
         let appid = "batched".parse().unwrap();
         let start = now_ms();
-        let record = |n: i64| usage_record("batched", 1, start + n);
-        let earlier = record(0);
+        // 4,096 ms apart: a row each.
+        let record = |n: i64| usage_record("batched", 1, start + n * 4096);
+        let last = record(299);
         store
-            .insert_calls(std::slice::from_ref(&earlier))
+            .insert_calls(std::slice::from_ref(&last))
             .await
             .unwrap();
 
-        // 300 records: statements of 256, 32, 8 and 4; the last one repeats
-        // the id of the record already stored, so the last statement fails.
-        let mut batch: Vec<_> = (1..300).map(record).collect();
-        batch.push(earlier.clone());
+        // 300 rows: statements of 64, 64, 64, 64, then 32, 8 and 4; the
+        // last row repeats the record already stored, so the last
+        // statement fails.
+        let mut batch: Vec<_> = (0..299).map(record).collect();
+        batch.push(last.clone());
         assert!(store.insert_calls(&batch).await.is_err());
         let stored = store.recent_calls(&appid, 1000).await.unwrap();
         assert_eq!(stored.len(), 1, "a failed batch left records behind");
-        assert_eq!(stored[0].id, earlier.id);
+        assert_eq!(stored[0].id, last.id);
 
-        // Without the duplicate the same records go in, every one of them.
+        // Without the repeat the same records go in, every one of them.
         batch.pop();
         store.insert_calls(&batch).await.unwrap();
         assert_eq!(store.recent_calls(&appid, 1000).await.unwrap().len(), 300);
         server.stop().await;
+        db
+    })
+    .await;
+}
+
+/// Rows of records overlap in time: a slow call's record is written after
+/// those of calls that started later. Listings still come newest first
+/// across rows, and every record is found by its id, with its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_records_are_listed_newest_first_and_found_across_rows() {
+    on_each_engine(|_, db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(config(&db, dir.path())).await;
+        let store = server.platform.db().clone();
+        let appid = "rows".parse().unwrap();
+        let start = now_ms();
+        let record = |ms: i64, log: &str| CallRecord {
+            log: log.into(),
+            ..usage_record("rows", 1, start + ms)
+        };
+        let first: Vec<_> = (0..10).map(|ms| record(ms, "first write")).collect();
+        store.insert_calls(&first).await.unwrap();
+        // A call that started at 5 ms finished after the first write.
+        let slow = record(5, "slow\ncall");
+        let newest = record(20, "second write");
+        store
+            .insert_calls(&[slow.clone(), newest.clone()])
+            .await
+            .unwrap();
+
+        let listed: Vec<String> = store
+            .recent_calls(&appid, 4)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|call| call.id)
+            .collect();
+        let mut expected: Vec<String> = first
+            .iter()
+            .chain([&slow, &newest])
+            .map(|call| call.id.clone())
+            .collect();
+        expected.sort_unstable_by(|a, b| b.cmp(a));
+        expected.truncate(4);
+        assert_eq!(listed, expected);
+        let all = store.recent_calls(&appid, 100).await.unwrap();
+        assert_eq!(all.len(), 12);
+        assert!(
+            all.iter().all(|call| call.log.is_none()),
+            "listings carry no logs"
+        );
+
+        for call in first.iter().chain([&slow, &newest]) {
+            let found = store.call(&appid, &call.id).await.unwrap().unwrap();
+            assert_eq!(found.id, call.id);
+            assert_eq!(found.log.as_deref(), Some(call.log.as_str()));
+            assert_eq!(found.started_at, call.started_at);
+        }
+        let unknown = call_id(start + 5);
+        assert!(store.call(&appid, &unknown).await.unwrap().is_none());
+        assert!(store.call(&appid, "not-an-id").await.unwrap().is_none());
+        let other_app = "hello".parse().unwrap();
+        assert!(store.call(&other_app, &slow.id).await.unwrap().is_none());
+        server.stop().await;
+        db
+    })
+    .await;
+}
+
+/// Usage records stored a row per call, before they were stored in
+/// batches, are moved into batches by the migration and read back as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_stored_a_row_per_call_survive_the_move_to_batches() {
+    on_each_engine(|engine, db| async move {
+        sqlx::any::install_default_drivers();
+        let url = match engine {
+            "sqlite" => format!("{}?mode=rwc", db.url),
+            _ => db.url.clone(),
+        };
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let mut before = match engine {
+            "sqlite" => sqlx::migrate!("migrations/sqlite"),
+            _ => sqlx::migrate!("migrations/postgres"),
+        };
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|migration| migration.version < 8)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        before.run(&pool).await.unwrap();
+        let start = now_ms();
+        let old: Vec<_> = (0..3)
+            .map(|n| CallRecord {
+                detail: (n == 1).then(|| "unreachable executed".to_string()),
+                log: format!("info: call {n}\n\"quoted\""),
+                ..usage_record("legacy", 2, start + n * 5000)
+            })
+            .collect();
+        for call in &old {
+            sqlx::query(
+                "INSERT INTO calls (id, appid, version, entry, started_at, fuel_consumed, \
+                 wall_time_us, peak_memory_bytes, host_calls, outcome, detail, log) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&call.id)
+            .bind(call.appid.as_str())
+            .bind(call.version)
+            .bind(call.entry)
+            .bind(call.started_at)
+            .bind(call.fuel_consumed as i64)
+            .bind(call.wall_time_us as i64)
+            .bind(call.peak_memory_bytes as i64)
+            .bind(call.host_calls as i64)
+            .bind(call.outcome)
+            .bind(call.detail.as_deref())
+            .bind(&call.log)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let store = miniapp::db::Db::connect(&db.url).await.unwrap();
+        let appid = "legacy".parse().unwrap();
+        let listed = store.recent_calls(&appid, 10).await.unwrap();
+        let ids: Vec<&str> = listed.iter().map(|call| call.id.as_str()).collect();
+        assert_eq!(ids, [&old[2].id, &old[1].id, &old[0].id]);
+        for call in &old {
+            let found = store.call(&appid, &call.id).await.unwrap().unwrap();
+            assert_eq!(found.log.as_deref(), Some(call.log.as_str()));
+            assert_eq!(found.detail, call.detail);
+            assert_eq!(
+                (found.version, found.fuel_consumed, found.outcome.as_str()),
+                (2, call.fuel_consumed as i64, call.outcome)
+            );
+        }
+        store.close().await;
         db
     })
     .await;
