@@ -134,6 +134,8 @@ pub struct PlatformSettings {
 pub struct Invoked {
     pub call_id: String,
     pub version: i64,
+    /// The call's report; its log has gone into the usage record
+    /// (read it back with [`Platform::call`]), so here it is empty.
     pub report: CallReport,
 }
 
@@ -370,7 +372,7 @@ impl Platform {
             Invocation::Event(_) => "event",
         };
         let started_at = now_ms();
-        let report = self
+        let mut report = self
             .runtime
             .call(&ready.program, &ready.limits, grants, invocation)
             .await;
@@ -392,7 +394,7 @@ impl Platform {
                 host_calls: report.usage.host_calls,
                 outcome: report.outcome.kind(),
                 detail: report.outcome.detail().map(str::to_string),
-                log: report.log.clone(),
+                log: std::mem::take(&mut report.log),
             })
             .await;
         Ok(Invoked {
