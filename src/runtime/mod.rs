@@ -11,16 +11,14 @@
 
 mod artifacts;
 mod call_log;
+mod deadlines;
 mod host;
 mod inspect;
 mod limits;
 
-use std::future::{Future, poll_fn};
 use std::path::PathBuf;
-use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -34,6 +32,7 @@ use crate::domain::Sha256Digest;
 use artifacts::ArtifactCache;
 pub use call_log::DEFAULT_LOG_LIMIT;
 use call_log::SharedLog;
+use deadlines::Deadlines;
 pub use host::{IdentityGrant, MessagingGrant, PaymentGrant, StorageGrant};
 pub use inspect::{ComponentInfo, Rejection};
 use limits::{InstanceLimiter, MemoryLimitExceeded};
@@ -101,6 +100,8 @@ pub struct Runtime {
     config: RuntimeConfig,
     slots: Semaphore,
     stats: RuntimeStats,
+    /// Calls waiting in the host, ended by the ticker past their deadline.
+    deadlines: Arc<Deadlines>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -258,7 +259,8 @@ impl Runtime {
 
         let artifacts = ArtifactCache::open(&config.artifact_dir, &engine)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        let deadlines = Arc::new(Deadlines::default());
+        spawn_epoch_ticker(engine.clone(), deadlines.clone(), ticker_stop.clone());
 
         Ok(Runtime {
             engine,
@@ -267,6 +269,7 @@ impl Runtime {
             slots: Semaphore::new(slots as usize),
             config,
             stats: RuntimeStats::default(),
+            deadlines,
             ticker_stop,
         })
     }
@@ -365,7 +368,8 @@ impl Runtime {
         // the server's handler future that axum moves into a box of its own
         // on every request: 18 KiB copied and allocated per call without
         // this box, 3 KiB with it.
-        let result = within(
+        let result = deadlines::within(
+            &self.deadlines,
             deadline,
             Box::pin(run(&program.pre, &mut store, invocation)),
         )
@@ -427,32 +431,6 @@ async fn run(
     }
 }
 
-/// Runs `call` to completion, or to `deadline`: `None` when the deadline
-/// came first.
-///
-/// Host calls count against the deadline too: the epoch only stops a guest
-/// that is running wasm, this also stops one waiting in the host. The timer
-/// is armed only once the call first waits (on a host call, or yielding at an
-/// epoch tick): a call that runs straight through is bounded by the epoch
-/// alone, and registers no timer with the tokio runtime.
-async fn within<F: Future>(deadline: Instant, call: F) -> Option<F::Output> {
-    let mut call = pin!(call);
-    let mut timer = pin!(None::<tokio::time::Sleep>);
-    poll_fn(|cx| {
-        if let Poll::Ready(output) = call.as_mut().poll(cx) {
-            return Poll::Ready(Some(output));
-        }
-        if timer.is_none() {
-            timer.set(Some(tokio::time::sleep_until(deadline.into())));
-        }
-        match timer.as_mut().as_pin_mut().map(|timer| timer.poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(None),
-            _ => Poll::Pending,
-        }
-    })
-    .await
-}
-
 /// A guest that returns a response the host cannot forward has faulted.
 fn check_reply(reply: Reply) -> Result<Reply, String> {
     if let Reply::Response(response) = &reply
@@ -481,13 +459,17 @@ fn classify(err: wasmtime::Error) -> Outcome {
     }
 }
 
-fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+/// The engine's one clock: each tick advances the epoch (which stops or
+/// yields a guest running wasm) and wakes the calls waiting in the host
+/// past their deadline.
+fn spawn_epoch_ticker(engine: Engine, deadlines: Arc<Deadlines>, stop: Arc<AtomicBool>) {
     std::thread::Builder::new()
         .name("miniapp-epoch".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(EPOCH_TICK);
                 engine.increment_epoch();
+                deadlines.wake_expired(Instant::now());
             }
         })
         .expect("spawning the epoch ticker thread");
