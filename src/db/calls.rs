@@ -40,8 +40,9 @@ pub struct CallRecord {
     pub log: String,
 }
 
-/// A call's usage record as read back, with or without its log.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A call's usage record as read back, with or without its log. Its fields
+/// are in the order of a stored record's array, which it is read from.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StoredCall {
     pub id: String,
     pub version: i64,
@@ -55,53 +56,6 @@ pub struct StoredCall {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
-}
-
-/// One record as stored: the positional JSON array the module docs list.
-#[derive(serde::Deserialize)]
-struct Stored(
-    String,
-    i64,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    String,
-    Option<String>,
-    String,
-);
-
-impl Stored {
-    fn into_call(self, with_log: bool) -> StoredCall {
-        let Stored(
-            id,
-            version,
-            entry,
-            started_at,
-            fuel_consumed,
-            wall_time_us,
-            peak_memory_bytes,
-            host_calls,
-            outcome,
-            detail,
-            log,
-        ) = self;
-        StoredCall {
-            id,
-            version,
-            entry,
-            started_at,
-            fuel_consumed,
-            wall_time_us,
-            peak_memory_bytes,
-            host_calls,
-            outcome,
-            detail,
-            log: with_log.then_some(log),
-        }
-    }
 }
 
 /// Hex digits of a call id that every record of one row shares: the top
@@ -253,7 +207,8 @@ async fn insert_batches(
     Ok(())
 }
 
-fn decode(records: &str) -> anyhow::Result<Vec<Stored>> {
+/// The records of a row, with their logs.
+fn decode(records: &str) -> anyhow::Result<Vec<StoredCall>> {
     serde_json::from_str(records).map_err(|err| anyhow::anyhow!("a stored usage batch: {err}"))
 }
 
@@ -341,18 +296,19 @@ impl Db {
         for row in rows {
             let first_id: String = row.try_get(0)?;
             let records: String = row.try_get(1)?;
-            let all = decode(&records)?;
+            // Rewritten as stored, whatever each record holds: a record is
+            // an array whose first element is its id.
+            let all: Vec<serde_json::Value> = serde_json::from_str(&records)?;
             let total = all.len();
-            let kept: Vec<&Stored> = all.iter().filter(|r| r.0.as_str() >= below).collect();
-            let Some(new_first) = kept.iter().map(|r| r.0.as_str()).min() else {
+            let kept: Vec<serde_json::Value> = all
+                .into_iter()
+                .filter(|record| record[0].as_str().is_some_and(|id| id >= below))
+                .collect();
+            let Some(new_first) = kept.iter().filter_map(|record| record[0].as_str()).min() else {
                 continue;
             };
-            let reencoded = serde_json::to_string(
-                &kept
-                    .iter()
-                    .map(|r| (&r.0, r.1, &r.2, r.3, r.4, r.5, r.6, r.7, &r.8, &r.9, &r.10))
-                    .collect::<Vec<_>>(),
-            )?;
+            let new_first = new_first.to_string();
+            let reencoded = serde_json::to_string(&kept)?;
             let updated = sqlx::query(
                 "UPDATE call_batches SET first_id = $1, calls = $2, records = $3 \
                  WHERE appid = $4 AND first_id = $5",
@@ -393,7 +349,11 @@ impl Db {
                 break;
             }
             let records: String = row.try_get(1)?;
-            calls.extend(decode(&records)?.into_iter().map(|r| r.into_call(false)));
+            calls.extend(
+                decode(&records)?
+                    .into_iter()
+                    .map(|call| StoredCall { log: None, ..call }),
+            );
             calls.sort_unstable_by(|a, b| b.id.cmp(&a.id));
             calls.truncate(limit);
         }
@@ -416,8 +376,8 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         for records in rows {
-            if let Some(found) = decode(&records)?.into_iter().find(|r| r.0 == id) {
-                return Ok(Some(found.into_call(true)));
+            if let Some(found) = decode(&records)?.into_iter().find(|call| call.id == id) {
+                return Ok(Some(found));
             }
         }
         Ok(None)
@@ -461,11 +421,7 @@ mod tests {
         let a = &batches[0];
         assert_eq!((a.appid, a.calls), ("alpha", 2));
         assert_eq!((a.first_id, a.last_id), (&*calls[2].id, &*calls[1].id));
-        let decoded: Vec<StoredCall> = decode(std::str::from_utf8(&a.records).unwrap())
-            .unwrap()
-            .into_iter()
-            .map(|r| r.into_call(true))
-            .collect();
+        let decoded = decode(std::str::from_utf8(&a.records).unwrap()).unwrap();
         assert_eq!(decoded[1].id, calls[1].id);
         assert_eq!(decoded[1].log.as_deref(), Some("line\n\u{fffd} \" \\"));
         assert_eq!(decoded[1].fuel_consumed, i64::MAX, "saturated, as before");
